@@ -1,0 +1,1 @@
+"""Dialects, passes, lowerings and backends; works on IR alone."""

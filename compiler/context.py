@@ -1,0 +1,24 @@
+"""The xDSL context with every dialect pullback's IR may contain."""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects.arith import Arith
+from xdsl.dialects.builtin import Builtin
+from xdsl.dialects.cf import Cf
+from xdsl.dialects.func import Func
+from xdsl.dialects.llvm import LLVM
+from xdsl.dialects.math import Math
+from xdsl.dialects.memref import MemRef
+from xdsl.dialects.ptr import Ptr
+from xdsl.dialects.scf import Scf
+
+from pullback.compiler.dialects.array import Array
+
+
+def make_context() -> Context:
+    """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array."""
+    ctx = Context(allow_unregistered=False)
+    for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array):
+        ctx.load_dialect(dialect)
+    return ctx

@@ -1,0 +1,904 @@
+"""The `array` dialect: whole-array operations with numpy semantics.
+
+Every op works on ranked, statically shaped builtin tensors. Elementwise ops take
+operands of one identical type: broadcasting and dtype promotion are explicit
+(`array.broadcast`, `array.convert`), inserted by the tracer, so that every rule
+and lowering sees equal shapes. Element types are f64, f32, i64 and i1 (masks).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    I64,
+    AnyFloat,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    VarConstraint,
+    base,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import Commutative, Pure
+from xdsl.utils.exceptions import VerifyException
+
+AnyTensor = base(TensorType)
+
+
+def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
+    """The static shape of a tensor value or type."""
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType)
+    return tuple(t.get_shape())
+
+
+def element_type_of(value: SSAValue | Attribute) -> Attribute:
+    """The element type of a tensor value or type."""
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType)
+    return t.element_type
+
+
+def i64_array(values: Sequence[int]) -> DenseArrayBase:
+    """A `array<i64: ...>` attribute."""
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def _ints(attr: DenseArrayBase) -> tuple[int, ...]:
+    return tuple(int(v) for v in attr.get_values())
+
+
+def _check_float(op: Operation, t: Attribute) -> None:
+    if not isinstance(element_type_of(t), AnyFloat):
+        raise VerifyException(f"'{op.name}' needs a floating point tensor, got {t}")
+
+
+# ----------------------------------------------------------------------------
+# Constants
+# ----------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A small literal array (scalars use `array.full`)."""
+
+    name = "array.constant"
+    value = prop_def(DenseIntOrFPElementsAttr)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+    assembly_format = "$value attr-dict `:` type($result)"
+
+    def __init__(self, value: DenseIntOrFPElementsAttr):
+        super().__init__(properties={"value": value}, result_types=[value.type])
+
+
+@irdl_op_definition
+class FullOp(IRDLOperation):
+    """An array of the result type with every element equal to `value`."""
+
+    name = "array.full"
+    value = prop_def(FloatAttr | IntegerAttr)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+    assembly_format = "$value attr-dict `:` type($result)"
+
+    def __init__(self, value: float | int | bool, type: TensorType):
+        el = type.element_type
+        if isinstance(el, AnyFloat):
+            attr: Attribute = FloatAttr(float(value), el)
+        else:
+            assert isinstance(el, IntegerType)
+            attr = IntegerAttr(int(value), el)
+        super().__init__(properties={"value": attr}, result_types=[type])
+
+    @property
+    def scalar(self) -> float | int:
+        v = self.value
+        return v.value.data
+
+    def verify_(self) -> None:
+        if self.value.type != element_type_of(self.result):
+            raise VerifyException(
+                f"array.full value type {self.value.type} does not match result "
+                f"element type {element_type_of(self.result)}"
+            )
+
+
+# ----------------------------------------------------------------------------
+# Elementwise ops: one identical tensor type for operands and result
+# ----------------------------------------------------------------------------
+
+
+class UnaryOp(IRDLOperation, abc.ABC):
+    """Base of elementwise unary ops."""
+
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    operand = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$operand attr-dict `:` type($result)"
+    FLOAT_ONLY: ClassVar[bool] = True
+
+    def __init__(self, operand: SSAValue | Operation):
+        operand = SSAValue.get(operand)
+        super().__init__(operands=[operand], result_types=[operand.type])
+
+    def verify_(self) -> None:
+        if self.FLOAT_ONLY:
+            _check_float(self, self.result.type)
+
+
+class BinaryOp(IRDLOperation, abc.ABC):
+    """Base of elementwise binary ops."""
+
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` type($result)"
+    FLOAT_ONLY: ClassVar[bool] = False
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        lhs = SSAValue.get(lhs)
+        super().__init__(operands=[lhs, rhs], result_types=[lhs.type])
+
+    def verify_(self) -> None:
+        if self.FLOAT_ONLY:
+            _check_float(self, self.result.type)
+
+
+@irdl_op_definition
+class NegOp(UnaryOp):
+    name = "array.neg"
+    FLOAT_ONLY: ClassVar[bool] = False
+
+
+@irdl_op_definition
+class AbsOp(UnaryOp):
+    name = "array.abs"
+    FLOAT_ONLY: ClassVar[bool] = False
+
+
+@irdl_op_definition
+class SignOp(UnaryOp):
+    name = "array.sign"
+    FLOAT_ONLY: ClassVar[bool] = False
+
+
+@irdl_op_definition
+class ExpOp(UnaryOp):
+    name = "array.exp"
+
+
+@irdl_op_definition
+class LogOp(UnaryOp):
+    name = "array.log"
+
+
+@irdl_op_definition
+class Log1pOp(UnaryOp):
+    name = "array.log1p"
+
+
+@irdl_op_definition
+class Expm1Op(UnaryOp):
+    name = "array.expm1"
+
+
+@irdl_op_definition
+class SqrtOp(UnaryOp):
+    name = "array.sqrt"
+
+
+@irdl_op_definition
+class SinOp(UnaryOp):
+    name = "array.sin"
+
+
+@irdl_op_definition
+class CosOp(UnaryOp):
+    name = "array.cos"
+
+
+@irdl_op_definition
+class TanOp(UnaryOp):
+    name = "array.tan"
+
+
+@irdl_op_definition
+class TanhOp(UnaryOp):
+    name = "array.tanh"
+
+
+@irdl_op_definition
+class SinhOp(UnaryOp):
+    name = "array.sinh"
+
+
+@irdl_op_definition
+class CoshOp(UnaryOp):
+    name = "array.cosh"
+
+
+@irdl_op_definition
+class ArcsinOp(UnaryOp):
+    name = "array.arcsin"
+
+
+@irdl_op_definition
+class ArccosOp(UnaryOp):
+    name = "array.arccos"
+
+
+@irdl_op_definition
+class ArctanOp(UnaryOp):
+    name = "array.arctan"
+
+
+@irdl_op_definition
+class AddOp(BinaryOp):
+    name = "array.add"
+    traits = traits_def(Pure(), Commutative())
+
+
+@irdl_op_definition
+class SubOp(BinaryOp):
+    name = "array.sub"
+
+
+@irdl_op_definition
+class MulOp(BinaryOp):
+    name = "array.mul"
+    traits = traits_def(Pure(), Commutative())
+
+
+@irdl_op_definition
+class DivOp(BinaryOp):
+    name = "array.div"
+    FLOAT_ONLY: ClassVar[bool] = True
+
+
+@irdl_op_definition
+class PowOp(BinaryOp):
+    name = "array.pow"
+    FLOAT_ONLY: ClassVar[bool] = True
+
+
+@irdl_op_definition
+class MaximumOp(BinaryOp):
+    name = "array.maximum"
+    traits = traits_def(Pure(), Commutative())
+
+
+@irdl_op_definition
+class MinimumOp(BinaryOp):
+    name = "array.minimum"
+    traits = traits_def(Pure(), Commutative())
+
+
+@irdl_op_definition
+class Arctan2Op(BinaryOp):
+    name = "array.arctan2"
+    FLOAT_ONLY: ClassVar[bool] = True
+
+
+COMPARE_PREDICATES = ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+@irdl_op_definition
+class CompareOp(IRDLOperation):
+    """Elementwise comparison; the result is an i1 mask of the operands' shape."""
+
+    name = "array.compare"
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    predicate = prop_def(StringAttr)
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$predicate `,` $lhs `,` $rhs attr-dict `:` type($lhs) `->` type($result)"
+    )
+
+    def __init__(self, predicate: str, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        lhs = SSAValue.get(lhs)
+        super().__init__(
+            operands=[lhs, rhs],
+            properties={"predicate": StringAttr(predicate)},
+            result_types=[TensorType(i1, shape_of(lhs))],
+        )
+
+    def verify_(self) -> None:
+        if self.predicate.data not in COMPARE_PREDICATES:
+            raise VerifyException(
+                f"array.compare predicate '{self.predicate.data}' is not one of "
+                f"{', '.join(COMPARE_PREDICATES)}"
+            )
+        if self.result.type != TensorType(i1, shape_of(self.lhs)):
+            raise VerifyException(
+                f"array.compare result must be {TensorType(i1, shape_of(self.lhs))}, "
+                f"got {self.result.type}"
+            )
+
+
+@irdl_op_definition
+class SelectOp(IRDLOperation):
+    """`where(cond, on_true, on_false)` elementwise, all of one shape."""
+
+    name = "array.select"
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    cond = operand_def(AnyTensor)
+    on_true = operand_def(T)
+    on_false = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$cond `,` $on_true `,` $on_false attr-dict `:` type($cond) `,` type($result)"
+    )
+
+    def __init__(self, cond: SSAValue | Operation, on_true: SSAValue | Operation,
+                 on_false: SSAValue | Operation):
+        on_true = SSAValue.get(on_true)
+        super().__init__(operands=[cond, on_true, on_false], result_types=[on_true.type])
+
+    def verify_(self) -> None:
+        want = TensorType(i1, shape_of(self.result))
+        if self.cond.type != want:
+            raise VerifyException(
+                f"array.select condition must be {want}, got {self.cond.type}"
+            )
+
+
+@irdl_op_definition
+class ConvertOp(IRDLOperation):
+    """Elementwise element-type conversion (numpy `astype`)."""
+
+    name = "array.convert"
+    operand = operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+    assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
+
+    def __init__(self, operand: SSAValue | Operation, element_type: Attribute):
+        operand = SSAValue.get(operand)
+        super().__init__(
+            operands=[operand], result_types=[TensorType(element_type, shape_of(operand))]
+        )
+
+    def verify_(self) -> None:
+        if shape_of(self.operand) != shape_of(self.result):
+            raise VerifyException(
+                f"array.convert keeps the shape: {self.operand.type} -> {self.result.type}"
+            )
+
+
+# ----------------------------------------------------------------------------
+# Shape ops
+# ----------------------------------------------------------------------------
+
+
+def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy's broadcast of two shapes, or None if they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+class _TypedUnaryShapeOp(IRDLOperation, abc.ABC):
+    operand = operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+
+    def _check_element_type(self) -> None:
+        if element_type_of(self.operand) != element_type_of(self.result):
+            raise VerifyException(
+                f"'{self.name}' keeps the element type: "
+                f"{self.operand.type} -> {self.result.type}"
+            )
+
+
+@irdl_op_definition
+class BroadcastOp(_TypedUnaryShapeOp):
+    """numpy `broadcast_to`: leading dimensions added, size-1 dimensions stretched."""
+
+    name = "array.broadcast"
+    assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
+
+    def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
+        operand = SSAValue.get(operand)
+        super().__init__(
+            operands=[operand],
+            result_types=[TensorType(element_type_of(operand), list(shape))],
+        )
+
+    def verify_(self) -> None:
+        self._check_element_type()
+        src, dst = shape_of(self.operand), shape_of(self.result)
+        if len(src) > len(dst) or broadcast_shapes(src, dst) != dst:
+            raise VerifyException(f"array.broadcast cannot broadcast {src} to {dst}")
+
+
+@irdl_op_definition
+class ReshapeOp(_TypedUnaryShapeOp):
+    """Row-major reshape to a shape with the same number of elements."""
+
+    name = "array.reshape"
+    assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
+
+    def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
+        operand = SSAValue.get(operand)
+        super().__init__(
+            operands=[operand],
+            result_types=[TensorType(element_type_of(operand), list(shape))],
+        )
+
+    def verify_(self) -> None:
+        self._check_element_type()
+        a, b = shape_of(self.operand), shape_of(self.result)
+        if _size(a) != _size(b):
+            raise VerifyException(f"array.reshape cannot reshape {a} to {b}")
+
+
+@irdl_op_definition
+class TransposeOp(_TypedUnaryShapeOp):
+    """Permutes dimensions: result.shape[i] = operand.shape[permutation[i]]."""
+
+    name = "array.transpose"
+    irdl_options = (ParsePropInAttrDict(),)
+    permutation = prop_def(DenseArrayBase)
+    assembly_format = (
+        "$operand attr-dict `:` type($operand) "
+        "`->` type($result)"
+    )
+
+    def __init__(self, operand: SSAValue | Operation, permutation: Sequence[int]):
+        operand = SSAValue.get(operand)
+        shape = shape_of(operand)
+        super().__init__(
+            operands=[operand],
+            properties={"permutation": i64_array(permutation)},
+            result_types=[
+                TensorType(element_type_of(operand), [shape[p] for p in permutation])
+            ],
+        )
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        return _ints(self.permutation)
+
+    def verify_(self) -> None:
+        self._check_element_type()
+        src, dst, perm = shape_of(self.operand), shape_of(self.result), self.perm
+        if sorted(perm) != list(range(len(src))):
+            raise VerifyException(
+                f"array.transpose permutation {list(perm)} is not a permutation of "
+                f"rank {len(src)}"
+            )
+        if tuple(src[p] for p in perm) != dst:
+            raise VerifyException(
+                f"array.transpose of {src} by {list(perm)} cannot give {dst}"
+            )
+
+
+# ----------------------------------------------------------------------------
+# Reductions and scans
+# ----------------------------------------------------------------------------
+
+
+class ReduceOp(IRDLOperation, abc.ABC):
+    """Base of reductions over a sorted set of axes (removed from the shape)."""
+
+    operand = operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    axes = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$operand attr-dict `:` type($operand) `->` type($result)"
+    )
+
+    def __init__(self, operand: SSAValue | Operation, axes: Sequence[int]):
+        operand = SSAValue.get(operand)
+        shape = shape_of(operand)
+        axes = sorted(axes)
+        out = [d for i, d in enumerate(shape) if i not in axes]
+        super().__init__(
+            operands=[operand],
+            properties={"axes": i64_array(axes)},
+            result_types=[TensorType(element_type_of(operand), out)],
+        )
+
+    @property
+    def axis_list(self) -> tuple[int, ...]:
+        return _ints(self.axes)
+
+    def verify_(self) -> None:
+        src, axes = shape_of(self.operand), self.axis_list
+        if list(axes) != sorted(set(axes)) or any(a < 0 or a >= len(src) for a in axes):
+            raise VerifyException(
+                f"'{self.name}' axes {list(axes)} must be sorted, unique and within "
+                f"rank {len(src)}"
+            )
+        want = tuple(d for i, d in enumerate(src) if i not in axes)
+        if shape_of(self.result) != want or element_type_of(
+            self.result
+        ) != element_type_of(self.operand):
+            raise VerifyException(
+                f"'{self.name}' of {self.operand.type} over axes {list(axes)} gives "
+                f"shape {want}, not {self.result.type}"
+            )
+
+
+@irdl_op_definition
+class ReduceSumOp(ReduceOp):
+    name = "array.reduce_sum"
+
+
+@irdl_op_definition
+class ReduceProdOp(ReduceOp):
+    name = "array.reduce_prod"
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReduceOp):
+    name = "array.reduce_max"
+
+
+@irdl_op_definition
+class ReduceMinOp(ReduceOp):
+    name = "array.reduce_min"
+
+
+@irdl_op_definition
+class CumsumOp(IRDLOperation):
+    """Inclusive running sum along `axis`; with `reverse`, from the end."""
+
+    name = "array.cumsum"
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    operand = operand_def(T)
+    result = result_def(T)
+    axis = prop_def(IntegerAttr[I64])
+    reverse = opt_prop_def(UnitAttr)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$operand `axis` `=` $axis (`reverse` $reverse^)? attr-dict `:` type($result)"
+    )
+
+    def __init__(self, operand: SSAValue | Operation, axis: int, reverse: bool = False):
+        operand = SSAValue.get(operand)
+        props: dict[str, Attribute] = {"axis": IntegerAttr(axis, i64)}
+        if reverse:
+            props["reverse"] = UnitAttr()
+        super().__init__(operands=[operand], properties=props, result_types=[operand.type])
+
+    def verify_(self) -> None:
+        rank = len(shape_of(self.operand))
+        if not 0 <= self.axis.value.data < max(rank, 1):
+            raise VerifyException(f"array.cumsum axis {self.axis.value.data} out of rank {rank}")
+
+
+# ----------------------------------------------------------------------------
+# Linear algebra
+# ----------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """Batched matrix product: (..., M, K) x (..., K, N) -> (..., M, N), equal batches."""
+
+    name = "array.matmul"
+    lhs = operand_def(AnyTensor)
+    rhs = operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        lhs, rhs = SSAValue.get(lhs), SSAValue.get(rhs)
+        a, b = shape_of(lhs), shape_of(rhs)
+        super().__init__(
+            operands=[lhs, rhs],
+            result_types=[TensorType(element_type_of(lhs), [*a[:-1], b[-1]])],
+        )
+
+    def verify_(self) -> None:
+        a, b, c = shape_of(self.lhs), shape_of(self.rhs), shape_of(self.result)
+        ok = (
+            len(a) >= 2 and len(a) == len(b) and a[:-2] == b[:-2] and a[-1] == b[-2]
+            and c == (*a[:-1], b[-1])
+        )
+        if not ok:
+            raise VerifyException(
+                f"array.matmul needs (..., M, K) x (..., K, N) with equal batch "
+                f"dimensions, got {a} x {b} -> {c}"
+            )
+        if not (element_type_of(self.lhs) == element_type_of(self.rhs)
+                == element_type_of(self.result)):
+            raise VerifyException("array.matmul operands and result need one element type")
+
+
+# ----------------------------------------------------------------------------
+# Indexing
+# ----------------------------------------------------------------------------
+
+
+def slice_indices_ok(src: Sequence[int], start: Sequence[int], stride: Sequence[int],
+                     out: Sequence[int]) -> bool:
+    """Whether start + i * stride stays inside `src` for every i < out."""
+    if not (len(src) == len(start) == len(stride) == len(out)):
+        return False
+    for n, s, st, m in zip(src, start, stride, out):
+        if st == 0 or m < 0:
+            return False
+        if m and not (0 <= s < n and 0 <= s + (m - 1) * st < n):
+            return False
+    return True
+
+
+@irdl_op_definition
+class SliceOp(_TypedUnaryShapeOp):
+    """result[i...] = operand[start + i * stride ...]; strides may be negative."""
+
+    name = "array.slice"
+    irdl_options = (ParsePropInAttrDict(),)
+    start = prop_def(DenseArrayBase)
+    stride = prop_def(DenseArrayBase)
+    assembly_format = (
+        "$operand attr-dict `:` type($operand) "
+        "`->` type($result)"
+    )
+
+    def __init__(self, operand: SSAValue | Operation, start: Sequence[int],
+                 stride: Sequence[int], shape: Sequence[int]):
+        operand = SSAValue.get(operand)
+        super().__init__(
+            operands=[operand],
+            properties={"start": i64_array(start), "stride": i64_array(stride)},
+            result_types=[TensorType(element_type_of(operand), list(shape))],
+        )
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return _ints(self.start)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return _ints(self.stride)
+
+    def verify_(self) -> None:
+        self._check_element_type()
+        if not slice_indices_ok(shape_of(self.operand), self.starts, self.strides,
+                                shape_of(self.result)):
+            raise VerifyException(
+                f"array.slice start {list(self.starts)} stride {list(self.strides)} "
+                f"does not fit {shape_of(self.operand)} -> {shape_of(self.result)}"
+            )
+
+
+@irdl_op_definition
+class UpdateSliceOp(IRDLOperation):
+    """`base` with the strided window of `array.slice` replaced by `value`."""
+
+    name = "array.update_slice"
+    irdl_options = (ParsePropInAttrDict(),)
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    base_ = operand_def(T)
+    value = operand_def(AnyTensor)
+    result = result_def(T)
+    start = prop_def(DenseArrayBase)
+    stride = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$base_ `,` $value attr-dict `:` "
+        "type($base_) `,` type($value)"
+    )
+
+    def __init__(self, base_: SSAValue | Operation, value: SSAValue | Operation,
+                 start: Sequence[int], stride: Sequence[int]):
+        base_ = SSAValue.get(base_)
+        super().__init__(
+            operands=[base_, value],
+            properties={"start": i64_array(start), "stride": i64_array(stride)},
+            result_types=[base_.type],
+        )
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return _ints(self.start)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return _ints(self.stride)
+
+    def verify_(self) -> None:
+        if element_type_of(self.base_) != element_type_of(self.value):
+            raise VerifyException("array.update_slice base and value need one element type")
+        if not slice_indices_ok(shape_of(self.base_), self.starts, self.strides,
+                                shape_of(self.value)):
+            raise VerifyException(
+                f"array.update_slice start {list(self.starts)} stride "
+                f"{list(self.strides)} does not fit value {shape_of(self.value)} "
+                f"into {shape_of(self.base_)}"
+            )
+
+
+def _check_index_tensor(op: Operation, indices: SSAValue) -> None:
+    if element_type_of(indices) != i64:
+        raise VerifyException(f"'{op.name}' indices must be i64, got {indices.type}")
+
+
+def gather_shape(src: Sequence[int], idx: Sequence[int], axis: int) -> tuple[int, ...]:
+    """Shape of `take(src, idx, axis)`."""
+    return (*src[:axis], *idx, *src[axis + 1:])
+
+
+@irdl_op_definition
+class TakeOp(IRDLOperation):
+    """numpy `take(operand, indices, axis)`; negative indices count from the end."""
+
+    name = "array.take"
+    operand = operand_def(AnyTensor)
+    indices = operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$operand `[` $indices `]` `axis` `=` $axis attr-dict `:` type($operand) `,` "
+        "type($indices) `->` type($result)"
+    )
+
+    def __init__(self, operand: SSAValue | Operation, indices: SSAValue | Operation,
+                 axis: int):
+        operand, indices = SSAValue.get(operand), SSAValue.get(indices)
+        shape = gather_shape(shape_of(operand), shape_of(indices), axis)
+        super().__init__(
+            operands=[operand, indices],
+            properties={"axis": IntegerAttr(axis, i64)},
+            result_types=[TensorType(element_type_of(operand), shape)],
+        )
+
+    def verify_(self) -> None:
+        _check_index_tensor(self, self.indices)
+        src, axis = shape_of(self.operand), self.axis.value.data
+        if not 0 <= axis < len(src):
+            raise VerifyException(f"array.take axis {axis} out of rank {len(src)}")
+        want = gather_shape(src, shape_of(self.indices), axis)
+        if shape_of(self.result) != want:
+            raise VerifyException(f"array.take result must have shape {want}")
+
+
+@irdl_op_definition
+class ScatterAddOp(IRDLOperation):
+    """`base` plus `updates` added at `indices` along `axis` (the transpose of take)."""
+
+    name = "array.scatter_add"
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    base_ = operand_def(T)
+    indices = operand_def(AnyTensor)
+    updates = operand_def(AnyTensor)
+    result = result_def(T)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$base_ `[` $indices `]` `,` $updates `axis` `=` $axis attr-dict `:` "
+        "type($base_) `,` type($indices) `,` type($updates)"
+    )
+
+    def __init__(self, base_: SSAValue | Operation, indices: SSAValue | Operation,
+                 updates: SSAValue | Operation, axis: int):
+        base_ = SSAValue.get(base_)
+        super().__init__(
+            operands=[base_, indices, updates],
+            properties={"axis": IntegerAttr(axis, i64)},
+            result_types=[base_.type],
+        )
+
+    def verify_(self) -> None:
+        _check_index_tensor(self, self.indices)
+        src, axis = shape_of(self.base_), self.axis.value.data
+        if not 0 <= axis < len(src):
+            raise VerifyException(f"array.scatter_add axis {axis} out of rank {len(src)}")
+        want = gather_shape(src, shape_of(self.indices), axis)
+        if shape_of(self.updates) != want:
+            raise VerifyException(f"array.scatter_add updates must have shape {want}")
+
+
+@irdl_op_definition
+class ConcatenateOp(IRDLOperation):
+    """numpy `concatenate` along `axis`."""
+
+    name = "array.concatenate"
+    inputs = var_operand_def(AnyTensor)
+    result = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$inputs `axis` `=` $axis attr-dict `:` type($inputs) `->` type($result)"
+    )
+
+    def __init__(self, inputs: Sequence[SSAValue | Operation], axis: int):
+        vals = [SSAValue.get(v) for v in inputs]
+        shape = list(shape_of(vals[0]))
+        shape[axis] = sum(shape_of(v)[axis] for v in vals)
+        super().__init__(
+            operands=[vals],
+            properties={"axis": IntegerAttr(axis, i64)},
+            result_types=[TensorType(element_type_of(vals[0]), shape)],
+        )
+
+    def verify_(self) -> None:
+        axis = self.axis.value.data
+        shapes = [shape_of(v) for v in self.inputs]
+        if not shapes:
+            raise VerifyException("array.concatenate needs at least one input")
+        rank = len(shapes[0])
+        if not 0 <= axis < rank:
+            raise VerifyException(f"array.concatenate axis {axis} out of rank {rank}")
+        for s, v in zip(shapes, self.inputs):
+            if len(s) != rank or any(
+                a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != axis
+            ) or element_type_of(v) != element_type_of(self.result):
+                raise VerifyException(
+                    f"array.concatenate inputs must agree except along axis {axis}: "
+                    f"{[str(v.type) for v in self.inputs]}"
+                )
+        want = list(shapes[0])
+        want[axis] = sum(s[axis] for s in shapes)
+        if list(shape_of(self.result)) != want:
+            raise VerifyException(f"array.concatenate result must have shape {tuple(want)}")
+
+
+def _size(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+ELEMENTWISE_UNARY: tuple[type[UnaryOp], ...] = (
+    NegOp, AbsOp, SignOp, ExpOp, LogOp, Log1pOp, Expm1Op, SqrtOp, SinOp, CosOp, TanOp,
+    TanhOp, SinhOp, CoshOp, ArcsinOp, ArccosOp, ArctanOp,
+)
+ELEMENTWISE_BINARY: tuple[type[BinaryOp], ...] = (
+    AddOp, SubOp, MulOp, DivOp, PowOp, MaximumOp, MinimumOp, Arctan2Op,
+)
+REDUCTIONS: tuple[type[ReduceOp], ...] = (ReduceSumOp, ReduceProdOp, ReduceMaxOp, ReduceMinOp)
+
+Array = Dialect(
+    "array",
+    [
+        ConstantOp, FullOp, *ELEMENTWISE_UNARY, *ELEMENTWISE_BINARY, CompareOp, SelectOp,
+        ConvertOp, BroadcastOp, ReshapeOp, TransposeOp, *REDUCTIONS, CumsumOp, MatmulOp,
+        SliceOp, UpdateSliceOp, TakeOp, ScatterAddOp, ConcatenateOp,
+    ],
+    [],
+)

@@ -1,0 +1,1 @@
+"""The tracing front end and the array DSL."""

@@ -1,0 +1,1 @@
+"""pullback: a differentiable array compiler."""
