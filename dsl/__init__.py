@@ -1,1 +1,76 @@
-"""The tracing front end and the array DSL."""
+"""The array DSL: numpy-named functions that trace into the array dialect.
+
+Every function works on traced arrays inside `pb.gradient` & co., and on plain numpy
+inputs outside any trace (returning numpy results), so one function runs both ways.
+"""
+
+from pullback.dsl.errors import ShapeError, TracerBoolConversionError, TracerError
+from pullback.dsl.ops import (
+    abs,
+    add,
+    arccos,
+    arcsin,
+    arctan,
+    arctan2,
+    astype,
+    broadcast_to,
+    clip,
+    concatenate,
+    cos,
+    cosh,
+    cumsum,
+    divide,
+    dot,
+    equal,
+    exp,
+    expand_dims,
+    expm1,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    log1p,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    multiply,
+    negative,
+    not_equal,
+    power,
+    prod,
+    ravel,
+    reshape,
+    sign,
+    sin,
+    sinh,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    subtract,
+    sum,
+    tan,
+    tanh,
+    transpose,
+    where,
+)
+from pullback.dsl.tracer import Tracer
+
+__all__ = [
+    "ShapeError", "Tracer", "TracerBoolConversionError", "TracerError",
+    "abs", "add", "arccos", "arcsin", "arctan", "arctan2", "astype", "broadcast_to",
+    "clip", "concatenate", "cos", "cosh", "cumsum", "divide", "dot", "equal", "exp",
+    "expand_dims", "expm1", "greater", "greater_equal", "less", "less_equal", "log",
+    "log1p", "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max",
+    "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "power",
+    "prod", "ravel", "reshape", "sign", "sin", "sinh", "sqrt", "square", "squeeze",
+    "stack", "subtract", "sum", "tan", "tanh", "transpose", "where",
+]

@@ -1,0 +1,110 @@
+"""The trace: the function being recorded as array-dialect ops.
+
+A `Trace` owns one block of a `func.func`. Tracers are the block's values; each DSL
+operation appends one op. Alongside the IR, the trace keeps a structural key (op
+names, operand numbering, properties, types) so the runtime can find compiled code
+for an identical program without printing or hashing the IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Block, Operation, Region, SSAValue
+
+from pullback.compiler.dialects import array as ad
+from pullback.dsl import dtypes
+
+_ACTIVE: list[Trace] = []
+
+
+def current_trace() -> Trace | None:
+    """The innermost trace being recorded, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+class Trace:
+    """Records array ops into the entry block of a function."""
+
+    def __init__(self) -> None:
+        self.block = Block()
+        self.key: list[object] = []
+        self.hidden: list[np.ndarray] = []
+        self._hidden_by_id: dict[int, object] = {}
+        self._numbering: dict[SSAValue, int] = {}
+
+    # -- values -----------------------------------------------------------------------
+
+    def _number(self, value: SSAValue) -> int:
+        n = len(self._numbering)
+        self._numbering[value] = n
+        return n
+
+    def new_input(self, shape: tuple[int, ...], dtype: np.dtype):
+        """A tracer for a new function argument."""
+        from pullback.dsl.tracer import Tracer
+
+        t = dtypes.tensor_type(shape, dtype)
+        arg = self.block.insert_arg(t, len(self.block.args))
+        self._number(arg)
+        self.key.append(("arg", str(t)))
+        return Tracer(self, arg)
+
+    def hidden_input(self, value: np.ndarray):
+        """The tracer for an array the function closes over, read at every call."""
+        known = self._hidden_by_id.get(id(value))
+        if known is not None:
+            return known
+        arr = np.asarray(value)
+        dt = dtypes.canonical(arr.dtype)
+        tracer = self.new_input(arr.shape, dt)
+        self.hidden.append(value)
+        self._hidden_by_id[id(value)] = tracer
+        return tracer
+
+    def emit(self, op: Operation):
+        """Append `op`; return the tracer of its single result."""
+        from pullback.dsl.tracer import Tracer
+
+        self.block.add_op(op)
+        props = tuple((k, str(v)) for k, v in op.properties.items())
+        operands = tuple(self._numbering[o] for o in op.operands)
+        self.key.append((op.name, operands, props, str(op.results[0].type)))
+        self._number(op.results[0])
+        return Tracer(self, op.results[0])
+
+    def full(self, value: float | int | bool, shape: tuple[int, ...], dtype: np.dtype):
+        """A constant array (folded Python scalar)."""
+        return self.emit(ad.FullOp(value, dtypes.tensor_type(shape, dtype)))
+
+    # -- result -----------------------------------------------------------------------
+
+    def finish(self, outputs: Sequence[SSAValue], name: str) -> ModuleOp:
+        """Close the function with `func.return outputs`; return the module."""
+        self.key.append(("return", tuple(self._numbering[o] for o in outputs)))
+        self.block.add_op(func.ReturnOp(*outputs))
+        inputs = [a.type for a in self.block.args]
+        results = [o.type for o in outputs]
+        fn = func.FuncOp(name, (inputs, results), Region(self.block))
+        return ModuleOp([fn])
+
+    def structural_key(self) -> tuple[object, ...]:
+        return tuple(self.key)
+
+
+@contextmanager
+def tracing(trace: Trace) -> Iterator[Trace]:
+    """Make `trace` the active trace for DSL operations."""
+    _ACTIVE.append(trace)
+    try:
+        yield trace
+    finally:
+        _ACTIVE.pop()
+
+
+def tensor_shape(t: TensorType) -> tuple[int, ...]:
+    return tuple(t.get_shape())

@@ -1,0 +1,117 @@
+"""Tracing a user function with concrete arguments into a `Program`.
+
+Arguments are flattened into leaves. Arrays and Python numbers become traced inputs
+(integers promoted to float64, since derivatives are floating point); boolean
+arrays are traced as masks; every other leaf (strings, None, bools, objects) is
+passed to the function unchanged. The function's output is flattened the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
+from pullback.dsl import dtypes
+from pullback.dsl.trace import Trace, tracing
+from pullback.dsl.tracer import Tracer
+from pullback.pytree import Tree, flatten
+
+# What each input leaf is.
+DIFF = "diff"      # a float (or promoted int) array or number: differentiable
+MASK = "mask"      # a bool array: traced, never differentiated
+STATIC = "static"  # anything else: passed through unchanged
+
+
+def classify(leaf: Any) -> str:
+    if isinstance(leaf, bool | np.bool_) or leaf is None:
+        return STATIC
+    if isinstance(leaf, int | float | np.integer | np.floating):
+        return DIFF
+    if isinstance(leaf, np.ndarray):
+        if leaf.dtype == np.bool_:
+            return MASK
+        if leaf.dtype.kind in "iuf":
+            return DIFF
+        raise TypeError(
+            f"unsupported array dtype {leaf.dtype}: pullback differentiates float64, "
+            "float32 and integer arrays (integers are promoted to float64)")
+    if isinstance(leaf, complex | np.complexfloating):
+        raise TypeError("complex numbers are not supported by pullback")
+    return STATIC
+
+
+def input_array(leaf: Any, kind: str) -> np.ndarray:
+    """The array a traced input leaf is passed as (C-contiguous, supported dtype)."""
+    arr = np.asarray(leaf)
+    if kind == MASK:
+        return np.ascontiguousarray(arr)
+    dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    return np.ascontiguousarray(arr, dtype=dtypes.canonical(dt))
+
+
+def hidden_array(value: np.ndarray) -> np.ndarray:
+    """A closed-over array as passed to native code (its dtype kept, ints as int64)."""
+    return np.ascontiguousarray(value, dtype=dtypes.canonical(value.dtype))
+
+
+@dataclasses.dataclass
+class Program:
+    """A traced function: its module, and how to map Python values to its arguments."""
+
+    module: ModuleOp
+    name: str
+    in_tree: Tree
+    in_kinds: list[str]          # per input leaf
+    out_tree: Tree
+    out_leaves: list[Any]        # per output leaf: int (result index) or a constant
+    hidden: list[np.ndarray]     # closed-over arrays, appended after the traced inputs
+    key: tuple[Any, ...]
+
+    @property
+    def traced_leaves(self) -> list[int]:
+        """Input leaf indices that are function arguments, in argument order."""
+        return [i for i, k in enumerate(self.in_kinds) if k != STATIC]
+
+    def diff_args(self) -> list[int]:
+        """Function-argument indices of the differentiable leaves."""
+        args = self.traced_leaves
+        return [a for a, leaf in enumerate(args) if self.in_kinds[leaf] == DIFF]
+
+    def arguments(self, leaves: Sequence[Any]) -> list[np.ndarray]:
+        """The native call's inputs for new leaves of the same structure."""
+        ins = [input_array(leaves[i], self.in_kinds[i]) for i in self.traced_leaves]
+        return ins + [hidden_array(h) for h in self.hidden]
+
+
+def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f") -> Program:
+    """Trace `fn(*args)`; the program returns every traced output leaf."""
+    leaves, in_tree = flatten(tuple(args))
+    kinds = [classify(leaf) for leaf in leaves]
+    trace = Trace()
+    traced_args = []
+    for leaf, kind in zip(leaves, kinds):
+        if kind == STATIC:
+            traced_args.append(leaf)
+        else:
+            arr = input_array(leaf, kind)
+            traced_args.append(trace.new_input(arr.shape, arr.dtype))
+    with tracing(trace):
+        out = fn(*in_tree.unflatten(traced_args))
+    out_values, out_tree = flatten(out)
+    results: list[Any] = []
+    out_leaves: list[Any] = []
+    for v in out_values:
+        if isinstance(v, Tracer):
+            if v.trace is not trace:
+                raise ValueError("the function returned a traced value from another trace")
+            out_leaves.append(len(results))
+            results.append(v.value)
+        else:
+            out_leaves.append(v)
+    module = trace.finish(results, name)
+    return Program(module, name, in_tree, kinds, out_tree, out_leaves, list(trace.hidden),
+                   trace.structural_key() + (tuple(kinds),))
