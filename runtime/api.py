@@ -146,7 +146,7 @@ def _cotangents(program: Program, dy: Any, types: list, float_results: tuple[int
         if arr.shape != shape:
             raise ValueError(
                 f"back(dy): the cotangent for an output of shape {shape} has shape {arr.shape}")
-        cts.append(np.ascontiguousarray(arr))
+        cts.append(np.asarray(arr, order="C"))
     return cts
 
 

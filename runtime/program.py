@@ -48,14 +48,14 @@ def input_array(leaf: Any, kind: str) -> np.ndarray:
     """The array a traced input leaf is passed as (C-contiguous, supported dtype)."""
     arr = np.asarray(leaf)
     if kind == MASK:
-        return np.ascontiguousarray(arr)
+        return np.asarray(arr, order="C")
     dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
-    return np.ascontiguousarray(arr, dtype=dtypes.canonical(dt))
+    return np.asarray(arr, dtype=dtypes.canonical(dt), order="C")
 
 
 def hidden_array(value: np.ndarray) -> np.ndarray:
     """A closed-over array as passed to native code (its dtype kept, ints as int64)."""
-    return np.ascontiguousarray(value, dtype=dtypes.canonical(value.dtype))
+    return np.asarray(value, dtype=dtypes.canonical(value.dtype), order="C")
 
 
 @dataclasses.dataclass

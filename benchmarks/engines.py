@@ -1,0 +1,77 @@
+"""How each system's gradient is set up and timed: pullback, hand-written numpy, JAX."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.timing import Timing, measure, time_once
+from benchmarks.workload import Problem, Workload
+
+
+@dataclass
+class EngineResult:
+    """Timings and the gradient of one system on one workload; `error` if it failed."""
+
+    steady: Timing | None = None
+    first_call: float | None = None
+    gradient: Any = None
+    phases: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def jax_available() -> bool:
+    """Whether JAX can be imported (its rows are left empty otherwise)."""
+    return importlib.util.find_spec("jax") is not None
+
+
+def run_numpy(workload: Workload, problem: Problem, repeat: int) -> EngineResult:
+    """The hand-written numpy gradient; it has no first-call cost."""
+    args = (*problem.params, *problem.data)
+    steady = measure(lambda: workload.numpy_gradient(*args), repeat)
+    return EngineResult(steady=steady, gradient=workload.numpy_gradient(*args))
+
+
+def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str) -> EngineResult:
+    """First call = trace + compile + one run from an empty cache; steady = compiled calls.
+
+    The data arrays are closed over, so only the parameters are differentiated.
+    """
+    import pullback as pb
+
+    options = {} if device == "cpu" else {"device": device}
+    data = problem.data
+
+    def loss(*params):
+        return workload.objective(*params, *data)
+
+    pb.clear_caches()
+    first, (compiled, gradient) = time_once(
+        lambda: _compile_and_call(pb, loss, problem.params, options)
+    )
+    steady = measure(lambda: compiled(*problem.params), repeat)
+    phases = {key: float(value) for key, value in getattr(compiled, "timings", {}).items()}
+    return EngineResult(steady=steady, first_call=first, gradient=gradient, phases=phases)
+
+
+def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict) -> tuple[Any, Any]:
+    compiled = pb.compile(loss, *params, mode="gradient", **options)
+    return compiled, compiled(*params)
+
+
+def run_jax(workload: Workload, problem: Problem, repeat: int) -> EngineResult:
+    """`jax.jit(jax.grad(...))` over the parameters; data arrays are passed as arguments."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    argnums = tuple(range(len(problem.params)))
+    args = (*problem.params, *problem.data)
+
+    def first_call() -> Any:
+        grad = jax.jit(jax.grad(workload.jax_objective, argnums=argnums))
+        return grad, jax.block_until_ready(grad(*args))
+
+    first, (grad, gradient) = time_once(first_call)
+    steady = measure(lambda: jax.block_until_ready(grad(*args)), repeat)
+    return EngineResult(steady=steady, first_call=first, gradient=gradient)

@@ -1,0 +1,125 @@
+"""Run the gradient benchmarks and print one table: `python benchmarks/run.py [--help]`.
+
+Every row is timed in the same run: pullback's compiled gradient (steady-state median
+and first call: trace + compile + one run), the hand-written numpy gradient, and
+`jax.jit(jax.grad(...))` when JAX is installed. `check` compares each gradient with
+numpy's (largest error relative to the largest numpy magnitude).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.compare import relative_error  # noqa: E402
+from benchmarks.engines import EngineResult, jax_available, run_jax, run_numpy, run_pullback  # noqa: E402
+from benchmarks.table import Row, render  # noqa: E402
+from benchmarks.workload import Workload  # noqa: E402
+from benchmarks.workloads import WORKLOADS  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per system (median)")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(WORKLOADS), help="run only this workload"
+    )
+    parser.add_argument("--device", default="cpu", help="pullback device (default: cpu)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--small", action="store_true", help="tiny float64 instances (a smoke run)")
+    parser.add_argument("--no-jax", action="store_true", help="leave the JAX columns empty")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    return args
+
+
+def _guarded(run, *args) -> EngineResult:
+    """Run one system; a failure becomes an error note instead of ending the benchmark."""
+    try:
+        return run(*args)
+    except Exception as exc:  # a failing system is reported under the table, not raised
+        if os.environ.get("PULLBACK_BENCH_TRACEBACK"):
+            traceback.print_exc()
+        return EngineResult(error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def benchmark(workload: Workload, args: argparse.Namespace) -> Row:
+    """Time every system on one workload and check its gradient against numpy's."""
+    problem = workload.small_problem() if args.small else workload.setup()
+    results = {"numpy": _guarded(run_numpy, workload, problem, args.repeat)}
+    results["pullback"] = _guarded(run_pullback, workload, problem, args.repeat, args.device)
+    if jax_available() and not args.no_jax:
+        results["jax"] = _guarded(run_jax, workload, problem, args.repeat)
+    row = Row(workload.name, workload.summary, problem.sizes, results, rtol=workload.rtol)
+    reference = results["numpy"].gradient
+    for system in ("pullback", "jax"):
+        result = results.get(system)
+        if reference is None or result is None or result.error is not None:
+            continue
+        try:
+            row.checks[system] = relative_error(result.gradient, reference)
+        except ValueError as exc:
+            result.error = f"gradient does not match numpy's structure: {exc}"
+    return row
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def to_json(rows: list[Row], args: argparse.Namespace) -> dict:
+    def result(r: EngineResult) -> dict:
+        steady = asdict(r.steady) if r.steady else None
+        median = r.steady.median if r.steady else None
+        return {
+            "median_s": median,
+            "runs_s": steady and steady["runs"],
+            "first_call_s": r.first_call,
+            "phases_s": r.phases,
+            "error": r.error,
+        }
+
+    return {
+        "machine": machine(),
+        "device": args.device,
+        "repeat": args.repeat,
+        "rows": [
+            {
+                "workload": row.name,
+                "summary": row.summary,
+                "sizes": row.sizes,
+                "check": row.checks,
+                "systems": {k: result(v) for k, v in row.results.items()},
+            }
+            for row in rows
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    names = args.only or list(WORKLOADS)
+    rows = [benchmark(WORKLOADS[name], args) for name in names]
+    print(
+        f"pullback gradient benchmarks on {machine()}; device {args.device}; "
+        f"median of {args.repeat} calls"
+    )
+    print(render(rows))
+    if args.json:
+        args.json.write_text(json.dumps(to_json(rows, args), indent=2, default=str) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

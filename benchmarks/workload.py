@@ -1,0 +1,44 @@
+"""What a benchmark workload provides: a problem instance and one objective per system."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One instance of a workload.
+
+    `params` are the differentiated arguments (one gradient entry each); `data` are
+    the remaining arrays, passed after the parameters and never differentiated.
+    """
+
+    params: tuple[Any, ...]
+    data: tuple[Any, ...] = ()
+    sizes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark workload: the same objective written for every system compared.
+
+    Each objective takes `(*problem.params, *problem.data)` and returns a scalar;
+    `numpy_gradient` takes the same arguments and returns one derivative per parameter,
+    shaped like the parameter (a dict for a dict parameter).
+    """
+
+    name: str
+    summary: str
+    setup: Callable[..., Problem]
+    small: dict[str, Any]
+    objective: Callable[..., Any]
+    numpy_objective: Callable[..., float]
+    numpy_gradient: Callable[..., tuple[Any, ...]]
+    jax_objective: Callable[..., Any]
+    rtol: float
+
+    def small_problem(self) -> Problem:
+        """A float64 instance small enough for finite differences."""
+        return self.setup(**self.small)

@@ -1,0 +1,181 @@
+"""The benchmark workloads: hand-written numpy gradients against central finite
+differences, the GMM objective against a loop transliteration of its definition, and
+the JAX and pullback gradients against numpy's, all on small float64 instances."""
+
+import copy
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax, multigammaln
+
+from benchmarks import run
+from benchmarks.compare import leaves, relative_error
+from benchmarks.engines import jax_available, run_jax, run_pullback
+from benchmarks.workloads import WORKLOADS, gmm, mlp
+
+NAMES = sorted(WORKLOADS)
+
+
+def _arrays(tree):
+    """The parameter arrays of a pytree, in place (for perturbing)."""
+    if isinstance(tree, dict):
+        return [a for key in sorted(tree) for a in _arrays(tree[key])]
+    if isinstance(tree, tuple | list):
+        return [a for item in tree for a in _arrays(item)]
+    return [tree]
+
+
+def central_differences(fun, params, step=1e-6):
+    """d fun / d params by central differences, one leaf per parameter array."""
+    params = copy.deepcopy(params)
+    grads = []
+    for array in _arrays(params):
+        grad = np.zeros(array.shape)
+        for index in np.ndindex(array.shape):
+            saved = array[index]
+            h = step * max(1.0, abs(saved))
+            array[index] = saved + h
+            up = fun(*params)
+            array[index] = saved - h
+            down = fun(*params)
+            array[index] = saved
+            grad[index] = (up - down) / (2 * h)
+        grads.append(grad)
+    return grads
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_numpy_gradient_matches_finite_differences(name):
+    workload = WORKLOADS[name]
+    problem = workload.small_problem()
+    data = problem.data
+
+    def value(*params):
+        return workload.numpy_objective(*params, *data)
+
+    expected = central_differences(value, problem.params)
+    actual = leaves(workload.numpy_gradient(*problem.params, *data))
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
+
+
+def _gmm_by_loops(alpha, means, icf, x, gamma=1.0, m=0):
+    """The GMM objective written point by point, as its definition reads."""
+    n, d = x.shape
+    k = alpha.size
+    total = -0.5 * n * d * math.log(2 * math.pi)
+    factors = []
+    for j in range(k):
+        factor = np.diag(np.exp(icf[j, :d]))
+        entries = iter(icf[j, d:])
+        for col, row in itertools.combinations(range(d), 2):
+            factor[row, col] = next(entries)
+        factors.append(factor)
+    for i in range(n):
+        terms = [
+            alpha[j] + icf[j, :d].sum() - 0.5 * np.sum((factors[j] @ (x[i] - means[j])) ** 2)
+            for j in range(k)
+        ]
+        total += np.log(np.sum(np.exp(terms)))
+    total -= n * np.log(np.sum(np.exp(alpha)))
+    for j in range(k):
+        q, l = icf[j, :d], icf[j, d:]
+        total += 0.5 * gamma**2 * (np.sum(np.exp(q) ** 2) + np.sum(l**2)) - m * q.sum()
+    dof = d + m + 1
+    return total - k * (dof * d * math.log(gamma / math.sqrt(2)) - multigammaln(dof / 2, d))
+
+
+@pytest.mark.parametrize(("gamma", "m"), [(1.0, 0), (1.7, 2)])
+def test_gmm_objective_matches_definition(gamma, m):
+    problem = gmm.setup(d=3, k=4, n=10)
+    args = (*problem.params, *problem.data)
+    expected = _gmm_by_loops(*args, gamma=gamma, m=m)
+    assert gmm.numpy_objective(*args, gamma=gamma, m=m) == pytest.approx(expected, rel=1e-12)
+
+
+def test_gmm_gradient_with_wishart_parameters():
+    problem = gmm.setup(d=4, k=3, n=7)
+
+    def value(*params):
+        return gmm.numpy_objective(*params, *problem.data, gamma=1.7, m=2)
+
+    expected = central_differences(value, problem.params)
+    actual = gmm.numpy_gradient(*problem.params, *problem.data, gamma=1.7, m=2)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
+
+
+def test_mlp_objective_is_softmax_cross_entropy():
+    problem = mlp.setup(**mlp.WORKLOAD.small)
+    params, x, labels = problem.params[0], *problem.data
+    h = x
+    for name in mlp.LAYERS:
+        h = h @ params["w" + name] + params["b" + name]
+        h = h if name == mlp.LAYERS[-1] else np.tanh(h)
+    expected = -np.mean(log_softmax(h, axis=1)[labels.astype(bool)])
+    assert mlp.numpy_objective(params, x, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def test_full_size_problems_have_the_stated_shapes():
+    (x,) = WORKLOADS["chain"].setup().params
+    assert x.shape == (1_000_000,) and x.dtype == np.float64
+    problem = WORKLOADS["mlp"].setup()
+    shapes = {key: value.shape for key, value in problem.params[0].items()}
+    assert shapes == {
+        "w1": (784, 256),
+        "b1": (256,),
+        "w2": (256, 256),
+        "b2": (256,),
+        "w3": (256, 10),
+        "b3": (10,),
+    }
+    assert all(a.dtype == np.float32 for a in _arrays((problem.params, problem.data)))
+    alpha, means, icf = WORKLOADS["gmm"].setup().params
+    assert (alpha.shape, means.shape, icf.shape) == ((25,), (25, 10), (25, 55))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dsl_objective_runs_on_numpy_inputs(name):
+    workload = WORKLOADS[name]
+    problem = workload.small_problem()
+    args = (*problem.params, *problem.data)
+    value = workload.objective(*args)
+    assert float(value) == pytest.approx(workload.numpy_objective(*args), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jax_gradient_matches_numpy(name):
+    workload = WORKLOADS[name]
+    problem = workload.small_problem()
+    if not jax_available():
+        row = run.benchmark(workload, run.parse_args(["--small", "--repeat", "1"]))
+        assert "jax" not in row.results
+        return
+    result = run_jax(workload, problem, repeat=1)
+    expected = workload.numpy_gradient(*problem.params, *problem.data)
+    assert relative_error(result.gradient, expected) < 1e-10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pullback_gradient_matches_numpy(name):
+    workload = WORKLOADS[name]
+    problem = workload.small_problem()
+    result = run_pullback(workload, problem, repeat=1, device="cpu")
+    expected = workload.numpy_gradient(*problem.params, *problem.data)
+    assert relative_error(result.gradient, expected) < 1e-10
+    assert result.first_call > 0 and result.steady.median > 0
+
+
+def test_runner_prints_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    rows = run.main(["--small", "--repeat", "2", "--only", "gmm", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert "| gmm" in out and "numpy/pb" in out
+    assert [row.name for row in rows] == ["gmm"]
+    saved = json.loads(path.read_text())
+    assert saved["rows"][0]["workload"] == "gmm"
+    assert len(saved["rows"][0]["systems"]["numpy"]["runs_s"]) == 2
