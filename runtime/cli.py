@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--verify", action="store_true", help="verify the module after the passes")
     opt.set_defaults(run=_opt)
     demo = sub.add_parser("demo", help="train a small model through compiled code")
-    demo.add_argument("--steps", type=int, default=200)
+    demo.add_argument("--steps", type=int, default=300)
     demo.add_argument("--device", default=None)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)

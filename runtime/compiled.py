@@ -21,7 +21,8 @@ class Compiled:
 
     Calling it runs native code without re-tracing. Arrays the function closes over
     are read at every call (in-place changes are seen). Attributes: `timings`
-    (seconds per stage), `stages` (MLIR text after each pass), `llvm_ir`.
+    (seconds per stage), `stages` (MLIR text after each pass), `llvm_ir` or
+    `opencl_source` (the generated code).
     """
 
     def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], mode: str, device: str):
@@ -65,8 +66,21 @@ class Compiled:
 
     @property
     def llvm_ir(self) -> str:
-        """The optimised LLVM IR of the native entry point."""
-        return self._built.executable.llvm_ir
+        """The optimised LLVM IR of the native entry point (device "cpu")."""
+        ir = getattr(self._built.executable, "llvm_ir", None)
+        if ir is None:
+            raise AttributeError(
+                f"no LLVM IR: compiled for device '{self.device}'; see .opencl_source")
+        return ir
+
+    @property
+    def opencl_source(self) -> str:
+        """The generated OpenCL C program (an "opencl" device)."""
+        src = getattr(self._built.executable, "opencl_source", None)
+        if src is None:
+            raise AttributeError(
+                f"no OpenCL source: compiled for device '{self.device}'; see .llvm_ir")
+        return src
 
     def ir(self, stage: str = "simplify") -> str:
         """MLIR text after `stage` (one of `stages`)."""

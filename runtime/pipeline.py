@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 
 from pullback.compiler.context import make_context
 from pullback.compiler.passes import get_pass
+from pullback.devices import backend_of
 from pullback.program import Program
 
 MODES = ("value", "gradient", "pullback")
@@ -122,23 +123,36 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     rec.stage("simplify", module)
     fn = _function(module, entry)
     num_results = len(fn.function_type.outputs.data) - len(grad_args)
-    executable = _backend(device).compile_function(module, entry, keep_ir=rec.keep)
+    executable = _compile_for(device, module, entry, rec.keep)
     for stage, text in getattr(executable, "stages", {}).items():
         rec.stages[stage] = text
         if _printing():
             print(f"// -----// IR after {stage} //----- //\n{text}\n", file=sys.stderr)
     rec.timings.update(getattr(executable, "timings", {}))
     if _printing():
-        print(f"// -----// LLVM IR //----- //\n{executable.llvm_ir}\n", file=sys.stderr)
+        print(f"// -----// {target_code_name(device)} //----- //\n"
+              f"{target_code(executable)}\n", file=sys.stderr)
     return Built(executable, entry, grad_args, num_results, rec.stages, rec.timings)
 
 
-def _backend(device: str) -> Any:
-    if device == "cpu":
-        from pullback.compiler.backends import llvm
+def _compile_for(device: str, module: ModuleOp, entry: str, keep_ir: bool) -> Any:
+    kind, spec = backend_of(device)
+    if kind == "opencl":
+        from pullback.compiler.backends import opencl
 
-        return llvm
-    raise ValueError(f"no backend for device '{device}'")
+        return opencl.compile_function(module, entry, keep_ir=keep_ir, device=spec)
+    from pullback.compiler.backends import llvm
+
+    return llvm.compile_function(module, entry, keep_ir=keep_ir)
+
+
+def target_code_name(device: str) -> str:
+    return "OpenCL C" if backend_of(device)[0] == "opencl" else "LLVM IR"
+
+
+def target_code(executable: Any) -> str:
+    """The generated code of an executable: OpenCL C source or optimised LLVM IR."""
+    return getattr(executable, "opencl_source", None) or executable.llvm_ir
 
 
 def _function(module: ModuleOp, name: str) -> func.FuncOp:
