@@ -21,7 +21,7 @@ class Compiled:
 
     Calling it runs native code without re-tracing. Arrays the function closes over
     are read at every call (in-place changes are seen). Attributes: `timings`
-    (seconds per stage), `stages` (MLIR text after each pass), `llvm_ir` or
+    (seconds per stage; `run` is the latest call), `stages` (MLIR text after each pass), `llvm_ir` or
     `opencl_source` (the generated code).
     """
 
@@ -103,6 +103,13 @@ class Compiled:
         return leaves, self.program.arguments(leaves)
 
     def __call__(self, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._call(args)
+        finally:
+            self.timings["run"] = time.perf_counter() - start
+
+    def _call(self, args: tuple[Any, ...]) -> Any:
         leaves, inputs = self._inputs(args)
         if self.mode == "pullback":
             assert self._value is not None
