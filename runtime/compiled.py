@@ -21,8 +21,8 @@ class Compiled:
 
     Calling it runs native code without re-tracing. Arrays the function closes over
     are read at every call (in-place changes are seen). Attributes: `timings`
-    (seconds per stage; `run` is the latest call), `stages` (MLIR text after each pass), `llvm_ir` or
-    `opencl_source` (the generated code).
+    (seconds per stage; `run` is the latest call), `stages` (MLIR text after each
+    pass), `llvm_ir` or `opencl_source` (the generated code).
     """
 
     def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], mode: str, device: str):

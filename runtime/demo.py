@@ -1,9 +1,9 @@
 """`pullback demo`: train a small classifier through compiled gradients.
 
-A tanh network trained by gradient descent with momentum learns to classify points of two interleaved spirals. The
-loss and its gradient are one compiled native call per step; the demo prints the
-loss going down, checks the gradient against central finite differences, and
-reports compile time and time per step.
+A tanh network trained by gradient descent with momentum learns to classify the
+points of two interleaved spirals. The loss and its gradient are one compiled
+native call per step; the demo prints the loss going down, checks the gradient
+against central finite differences, and reports compile time and time per step.
 """
 
 from __future__ import annotations
