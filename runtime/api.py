@@ -35,8 +35,7 @@ def _primary_result(program: Program, fname: str) -> int | None:
         if isinstance(first, np.ndarray) and first.ndim == 0 and first.dtype.kind in "fi":
             return None
         raise TypeError(f"{fname} needs the function to return a real number, got {first!r}")
-    out_type = _result_types(program)[leaf]
-    shape, dtype = out_type
+    shape, dtype = program.result_types()[leaf]
     if shape != ():
         raise TypeError(
             f"{fname} needs the function to return a real scalar, but it returned an array "
@@ -45,14 +44,6 @@ def _primary_result(program: Program, fname: str) -> int | None:
     if dtype.kind != "f":
         raise TypeError(f"{fname} needs a real (floating point) output, got dtype {dtype}")
     return leaf
-
-
-def _result_types(program: Program) -> list[tuple[tuple[int, ...], np.dtype]]:
-    from pullback.dsl import dtypes
-
-    fn = next(iter(program.module.ops))
-    return [(tuple(t.get_shape()), dtypes.from_ir(t.element_type))
-            for t in fn.function_type.outputs.data]
 
 
 def _run_gradient(f: Callable[..., Any], args: tuple[Any, ...], device: str | None,
@@ -114,7 +105,7 @@ def pullback(f: Callable[..., Any], *args: Any,
     inputs = program.arguments(leaves)
     value = pipeline.compiled(program, "value", dev)
     y = output_value(program, value.run(inputs))
-    types = _result_types(program)
+    types = program.result_types()
     float_results = tuple(i for i, (_, dt) in enumerate(types) if dt.kind == "f")
 
     def back(dy: Any) -> tuple[Any, ...]:

@@ -45,7 +45,7 @@ class Compiled:
             self._cts = (primary,) if primary is not None else ()
         elif mode == "pullback":
             core_mode = "pullback"
-            types = api._result_types(self.program)
+            types = self.program.result_types()
             self._types = types
             self._cts = tuple(i for i, (_, dt) in enumerate(types) if dt.kind == "f")
         else:

@@ -81,6 +81,12 @@ class Program:
         args = self.traced_leaves
         return [a for a, leaf in enumerate(args) if self.in_kinds[leaf] == DIFF]
 
+    def result_types(self) -> list[tuple[tuple[int, ...], np.dtype]]:
+        """(shape, dtype) of each result of the traced function."""
+        fn = next(iter(self.module.ops))
+        return [(tuple(t.get_shape()), dtypes.from_ir(t.element_type))
+                for t in fn.function_type.outputs.data]
+
     def arguments(self, leaves: Sequence[Any]) -> list[np.ndarray]:
         """The native call's inputs for new leaves of the same structure."""
         ins = [input_array(leaves[i], self.in_kinds[i]) for i in self.traced_leaves]
