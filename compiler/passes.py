@@ -18,6 +18,7 @@ PASSES: dict[str, str] = {
     "simplify": _OURS + "transforms.simplify:SimplifyPass",
     "convert-array-to-loops": _OURS + "conversion.array_to_loops:ConvertArrayToLoopsPass",
     "convert-loops-to-llvm": _OURS + "conversion.loops_to_llvm:ConvertLoopsToLLVMPass",
+    "expand-math": _OURS + "transforms.expand_math:ExpandMathPass",
     "canonicalize": "xdsl.transforms.canonicalize:CanonicalizePass",
     "cse": "xdsl.transforms.common_subexpression_elimination:CommonSubexpressionElimination",
     "dce": "xdsl.transforms.dead_code_elimination:DeadCodeElimination",

@@ -65,6 +65,11 @@ class Compiled:
         return dict(self._built.stages)
 
     @property
+    def code(self) -> str:
+        """The generated target code: LLVM IR ("cpu") or OpenCL C ("opencl")."""
+        return pipeline.target_code(self._built.executable)
+
+    @property
     def llvm_ir(self) -> str:
         """The optimised LLVM IR of the native entry point (device "cpu")."""
         ir = getattr(self._built.executable, "llvm_ir", None)

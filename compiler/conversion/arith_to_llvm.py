@@ -47,6 +47,7 @@ _CASTS: dict[type[Operation], type[Operation]] = {
     arith.ExtUIOp: llvm.ZExtOp,
     arith.ExtSIOp: llvm.SExtOp,
     arith.TruncIOp: llvm.TruncOp,
+    arith.BitcastOp: llvm.BitcastOp,
 }
 
 

@@ -2,16 +2,32 @@
 
 Input invariant: `func.func @NAME(tensor...) -> (tensor...)` whose body holds
 `array` ops and ends in `func.return`; static shapes; element types f64, f32, i64, i1.
+Ops no result depends on are dropped.
 
 Output IR, destination-passing style:
 * `func.func @NAME(inputs..., outputs..., temporaries...)` over flat `memref<N x T>`
-  buffers (row-major, masks as `i8`), with no results. The host body is a schedule:
-  one `func.call` per kernel, in program order. Attributes record the layout:
+  buffers (row-major, masks as `i8`, 0-d arrays as `memref<1xT>`), with no results.
+  The host body is a schedule: `memref.cast` ops and one `func.call` per kernel or
+  matrix product, in dependence order. Attributes record the layout:
   `pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes` (the size of
   each temporary, in order) and `pullback.signature` (the original tensor type).
   Callers own every buffer, so a memory plan can reuse temporaries across calls.
-* `func.func @NAME__kI(reads..., out)`: one kernel per fused group (see
-  `transforms.fusion`), `scf.for` nests with `memref`, `arith` and `math` ops.
+  Only values read by a later kernel, returned, or worth storing by the cost model of
+  `transforms.fusion` get a buffer.
+* `func.func @NAME__kI(reads..., writes...)`: one kernel per group of
+  `transforms.fusion`, `scf.for` nests with `memref.load/store`, `arith` and `math`
+  ops (index arithmetic in `index`). A *fused* kernel is one loop nest over an
+  iteration domain: its innermost body computes every value it needs once per
+  element as scalar SSA values, stores the values others need, and folds its
+  reductions in as accumulators: carried by the loops over the reduced axes
+  (`iter_args`, stored when those loops close; the reduced axes are made innermost
+  when the last axis is reduced) or, for reductions that keep the last axis, added
+  into the output buffer, which the kernel first fills with the identity. Loops
+  whose iterations are independent carry `pullback.parallel`; loops whose
+  `iter_args` are reductions that may be split across threads carry
+  `pullback.reduction = ["add"|"mul"|"max"|"min", ...]`, one combiner per carried
+  value, starting from its identity. Each kernel carries `pullback.kernel`, a
+  readable kind ("elementwise", "reduce", "fused", "scan", "scatter", "copy").
 * Matrix products stay recognisable: `func.call @pullback_matmul_f64(a, b, c, batch,
   m, n, k, trans_a, trans_b)` on row-major buffers cast to `memref<?xT>`, declared
   private. A transpose of the last two dimensions feeding a product becomes a flag.
@@ -34,6 +50,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     ModuleOp,
+    StringAttr,
     TensorType,
     UnitAttr,
     f32,
@@ -44,10 +61,16 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from pullback.compiler.conversion.element_emitter import ElementEmitter
-from pullback.compiler.conversion.kernel_writer import KernelWriter, buffer_type
+from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel_kind
+from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
 from pullback.compiler.conversion.kernels import build_kernel, map_kernel
 from pullback.compiler.dialects import array as A
-from pullback.compiler.transforms.fusion import FusionPlan, is_matmul_transpose, plan_fusion
+from pullback.compiler.transforms.fusion import (
+    FusionPlan,
+    Kernel,
+    is_matmul_transpose,
+    plan_fusion,
+)
 
 NOALIAS = DictionaryAttr({"llvm.noalias": UnitAttr()})
 
@@ -92,12 +115,12 @@ class _Lowering:
             else:
                 home[v] = n_in + j
         temps: list[int] = []
-        for op in self.plan.roots:
-            v = op.results[0]
-            if v not in home:
-                home[v] = len(types)
-                types.append(buffer_type(v.type))
-                temps.append(_bytes(types[-1]))
+        for kernel in self.plan.kernels:
+            for v in kernel.outputs:
+                if v not in home:
+                    home[v] = len(types)
+                    types.append(buffer_type(v.type))
+                    temps.append(_bytes(types[-1]))
         for v in self.plan.materialized - home.keys():
             raise NotImplementedError(f"no buffer for materialized value of {v.owner}")
         host = func.FuncOp(self.name, (types, []), arg_attrs=_noalias(len(types)))
@@ -109,13 +132,13 @@ class _Lowering:
         })
         hw = KernelWriter(host)
         bufs = host.body.block.args
-        for op in self.plan.roots:
-            if isinstance(op, A.MatmulOp):
-                self._matmul(hw, op, {v: bufs[i] for v, i in home.items()})
+        for kernel in self.plan.kernels:
+            if isinstance(kernel.op, A.MatmulOp):
+                self._matmul(hw, kernel.op, {v: bufs[i] for v, i in home.items()})
             else:
-                self._kernel(hw, op, op.results[0], home)
+                self._kernel(hw, kernel, home)
         for v, j in copies:
-            self._kernel(hw, None, v, home, out_index=j)
+            self._copy(hw, v, home[v], j)
         hw.add(func.ReturnOp())
         for kernel in self.kernels:
             self.module.body.block.insert_op_before(kernel, self.function)
@@ -125,26 +148,35 @@ class _Lowering:
         self.function.detach()
         self.function.erase()
 
-    def _kernel(self, hw: KernelWriter, op: Operation | None, value: SSAValue,
-                home: dict[SSAValue, int], out_index: int | None = None) -> None:
-        """Add kernel `@NAME__kI` computing `value` (a copy when `op` is None)."""
-        reads = [value] if op is None else self.plan.leaves(list(op.operands))
-        out = home[value] if out_index is None else out_index
+    def _new_kernel(self, hw: KernelWriter, kind: str, reads: list[int], writes: list[int]
+                    ) -> tuple[KernelWriter, tuple[SSAValue, ...]]:
+        """Add kernel `@NAME__kI(reads..., writes...)` and its call; returns its writer."""
         hargs = hw.entry.args
-        arg_types = [hargs[home[v]].type for v in reads] + [hargs[out].type]
+        arg_types = [hargs[i].type for i in (*reads, *writes)]
         kernel = func.FuncOp(f"{self.name}__k{len(self.kernels)}", (arg_types, []),
                              visibility="private", arg_attrs=_noalias(len(arg_types)))
-        kw = KernelWriter(kernel)
-        kargs = kernel.body.block.args
-        emitter = ElementEmitter(kw, dict(zip(reads, kargs[:-1], strict=True)))
-        if op is None:
-            map_kernel(emitter, value, kargs[-1])
-        else:
-            build_kernel(emitter, op, kargs[-1])
-        kw.add(func.ReturnOp())
+        kernel.attributes[KERNEL_KIND] = StringAttr(kind)
         self.kernels.append(kernel)
-        hw.add(func.CallOp(kernel.sym_name.data, [hargs[home[v]] for v in reads] + [hargs[out]],
-                           []))
+        hw.add(func.CallOp(kernel.sym_name.data, [hargs[i] for i in (*reads, *writes)], []))
+        return KernelWriter(kernel), kernel.body.block.args
+
+    def _kernel(self, hw: KernelWriter, kernel: Kernel, home: dict[SSAValue, int]) -> None:
+        outputs = kernel.outputs
+        kind = kernel_kind(kernel) if kernel.fused else _kind(kernel.op)
+        kw, kargs = self._new_kernel(hw, kind, [home[v] for v in kernel.reads],
+                                     [home[v] for v in outputs])
+        n = len(kernel.reads)
+        emitter = ElementEmitter(kw, dict(zip(kernel.reads, kargs[:n], strict=True)))
+        if kernel.op is None:
+            build_fused_kernel(emitter, kernel, dict(zip(outputs, kargs[n:], strict=True)))
+        else:
+            build_kernel(emitter, kernel.op, kargs[n])
+        kw.add(func.ReturnOp())
+
+    def _copy(self, hw: KernelWriter, value: SSAValue, src: int, dst: int) -> None:
+        kw, kargs = self._new_kernel(hw, "copy", [src], [dst])
+        map_kernel(ElementEmitter(kw, {value: kargs[0]}), value, kargs[1])
+        kw.add(func.ReturnOp())
 
     def _matmul(self, hw: KernelWriter, op: A.MatmulOp, bufs: dict[SSAValue, SSAValue]) -> None:
         el = A.element_type_of(op.result)
@@ -168,6 +200,16 @@ class _Lowering:
         m, n, k = shape[-2], shape[-1], A.shape_of(op.lhs)[-1]
         sizes = [hw.constant(x, i64) for x in (batch, m, n, k, *flags)]
         hw.add(func.CallOp(symbol, [*operands, out, *sizes], []))
+
+
+def _kind(op: Operation | None) -> str:
+    match op:
+        case A.CumsumOp():
+            return "scan"
+        case A.ScatterAddOp():
+            return "scatter"
+        case _:
+            return "copy"
 
 
 def _is_array_function(op: func.FuncOp) -> bool:

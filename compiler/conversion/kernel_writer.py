@@ -12,18 +12,24 @@ from collections.abc import Sequence
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import (
     AnyFloat,
+    ArrayAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
     IntegerType,
     MemRefType,
+    StringAttr,
     TensorType,
+    UnitAttr,
     i1,
     i8,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 INDEX = IndexType()
+PARALLEL = "pullback.parallel"
+REDUCTION = "pullback.reduction"
+KERNEL_KIND = "pullback.kernel"
 
 
 def storage_type(element_type: Attribute) -> Attribute:
@@ -102,11 +108,22 @@ class KernelWriter:
 
     # -- loops ----------------------------------------------------------------
 
-    def open_loop(self, upper: int, inits: Sequence[SSAValue] = (),
-                  lower: int = 0) -> tuple[SSAValue, tuple[SSAValue, ...]]:
-        """Open `scf.for` over [lower, upper); returns the induction and carried values."""
+    def open_loop(self, upper: int, inits: Sequence[SSAValue] = (), lower: int = 0, *,
+                  parallel: bool = False, combiners: Sequence[str] = (),
+                  ) -> tuple[SSAValue, tuple[SSAValue, ...]]:
+        """Open `scf.for` over [lower, upper); returns the induction and carried values.
+
+        `parallel` marks a loop whose iterations are independent; `combiners` names
+        the reduction combiner ("add", "mul", "max", "min") of each carried value.
+        """
+        if combiners and len(combiners) != len(inits):
+            raise ValueError(f"{len(combiners)} combiners for {len(inits)} carried values")
         body = Block(arg_types=[INDEX, *(v.type for v in inits)])
         loop = scf.ForOp(self.index(lower), self.index(upper), self.index(1), list(inits), body)
+        if parallel and not inits:
+            loop.attributes[PARALLEL] = UnitAttr()
+        if combiners:
+            loop.attributes[REDUCTION] = ArrayAttr([StringAttr(c) for c in combiners])
         self.block.add_op(loop)
         self._loops.append((loop, self.block))
         self.block = body
@@ -119,9 +136,9 @@ class KernelWriter:
         self.block = outer
         return tuple(loop.results)
 
-    def open_nest(self, shape: Sequence[int]) -> tuple[SSAValue, ...]:
+    def open_nest(self, shape: Sequence[int], parallel: bool = False) -> tuple[SSAValue, ...]:
         """Open one loop per dimension (none for 0-d); returns the induction values."""
-        return tuple(self.open_loop(d)[0] for d in shape)
+        return tuple(self.open_loop(d, parallel=parallel)[0] for d in shape)
 
     def close_nest(self, depth: int) -> None:
         for _ in range(depth):

@@ -8,6 +8,7 @@ import pytest
 
 import pullback as pb
 from pullback.compiler.backends.llvm import compile_function
+from pullback.compiler.backends.opencl import available as opencl_available
 from pullback.compiler.context import make_context
 from pullback.compiler.passes import get_pass
 from pullback.program import trace_program
@@ -85,9 +86,15 @@ def _fd_gradient(f, xs, eps):
     return grads
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_reverse_mode_matches_finite_differences(name, shape):
+NO_OPENCL = pytest.mark.skipif(not opencl_available(), reason="no OpenCL platform")
+# cpu: every shape; opencl (slower to build): a 0-d and a 2-d case of every op
+CASES = [(name, shape, "cpu") for name in sorted(ALL) for shape in SHAPES] + [
+    pytest.param(name, shape, "opencl", marks=NO_OPENCL)
+    for name in sorted(ALL) for shape in [(), (2, 3)]]
+
+
+@pytest.mark.parametrize(("name", "shape", "device"), CASES, ids=str)
+def test_reverse_mode_matches_finite_differences(name, shape, device):
     fn, n, dom = ALL[name]
     if name in NEEDS_AXIS and shape == ():
         shape = (3,)
@@ -95,8 +102,13 @@ def test_reverse_mode_matches_finite_differences(name, shape):
     out_shape = np.shape(fn(*xs))
     w = np.random.default_rng(1).uniform(0.5, 1.5, out_shape)
     f = _objective(fn, w)
-    got = pb.gradient(f, *xs)
+    got = pb.gradient(f, *xs, device=device)
     want = _fd_gradient(f, xs, 1e-6)
+    if device != "cpu":  # parity with the CPU backend
+        for g, c in zip(got, pb.gradient(f, *xs)):
+            assert (g is None) == (c is None)
+            if g is not None:
+                np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-14)
     for g, e in zip(got, want):
         if g is None:  # no differentiable path (sign): finite differences must be zero
             assert not np.any(e)
@@ -105,12 +117,16 @@ def test_reverse_mode_matches_finite_differences(name, shape):
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
-def test_float32_reverse_mode(name):
+def test_float32_reverse_mode(name, device):
     fn, n, dom = ALL[name]
     xs = _inputs(n, (2, 3), dom, np.float32, 7)
     w = np.random.default_rng(2).uniform(0.5, 1.5, np.shape(fn(*xs))).astype(np.float32)
     f = _objective(fn, w)
-    got = pb.gradient(f, *xs)
+    got = pb.gradient(f, *xs, device=device)
+    if device != "cpu":  # parity with the CPU backend
+        for g, c in zip(got, pb.gradient(f, *xs)):
+            if g is not None:
+                np.testing.assert_allclose(g, c, rtol=1e-5, atol=1e-6)
     want = _fd_gradient(f, xs, 1e-5)
     for g, e in zip(got, want):
         if g is None:

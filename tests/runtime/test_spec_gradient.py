@@ -10,6 +10,13 @@ import pytest
 import pullback as pb
 
 
+@pytest.fixture(autouse=True)
+def on_each_device(device):
+    """Every test here runs on each device."""
+    with pb.device(device):
+        yield
+
+
 def test_gradient_with_array_and_tuple_of_numbers():
     g = pb.gradient(lambda a, t: pb.sum(a * t[0]) + t[1], np.array([1, 2, 3]), (4, 5))
     assert isinstance(g, tuple) and len(g) == 2

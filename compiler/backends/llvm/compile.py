@@ -13,6 +13,7 @@ from pullback.compiler.backends.llvm.executable import LLVMExecutable, numpy_dty
 from pullback.compiler.context import make_context
 from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass, matmul_symbol
 from pullback.compiler.conversion.loops_to_llvm import ConvertLoopsToLLVMPass
+from pullback.compiler.transforms.expand_math import ExpandMathPass
 
 
 def _debug() -> bool:
@@ -54,6 +55,7 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     matmuls = [str(e) for e in (f64, f32) if matmul_symbol(e) in symbols]
     _stage(mod, "convert-array-to-loops", keep_ir, stages)
     timings["lower-to-loops"], start = _lap(start)
+    ExpandMathPass().apply(ctx, mod)  # vectorizable exp/tanh/log instead of libm calls
     ConvertLoopsToLLVMPass().apply(ctx, mod)
     _stage(mod, "convert-loops-to-llvm", keep_ir, stages)
     timings["lower-to-llvm"], start = _lap(start)

@@ -1,0 +1,165 @@
+"""`OpenCLExecutable`: a compiled function run on an OpenCL device with numpy arrays."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import AnyFloat, TensorType, f32, f64, i1, i64
+from xdsl.ir import Attribute
+
+from pullback.compiler.backends.opencl.devices import cl
+from pullback.compiler.backends.opencl.plan import Step
+
+_DTYPES: dict[Attribute, np.dtype] = {
+    f64: np.dtype(np.float64), f32: np.dtype(np.float32), i64: np.dtype(np.int64),
+    i1: np.dtype(np.bool_),
+}
+
+
+def numpy_dtype(element_type: Attribute) -> np.dtype:
+    """The numpy dtype of an element type."""
+    if element_type not in _DTYPES:
+        kind = "float" if isinstance(element_type, AnyFloat) else "element"
+        raise TypeError(f"{kind} type {element_type} is not supported (f64, f32, i64, i1)")
+    return _DTYPES[element_type]
+
+
+def _spec(t: Attribute) -> tuple[np.dtype, tuple[int, ...]]:
+    assert isinstance(t, TensorType)
+    return numpy_dtype(t.element_type), tuple(t.get_shape())
+
+
+class OpenCLExecutable:
+    """A function compiled to OpenCL C, run by a fixed launch plan.
+
+    Device buffers (inputs, outputs, temporaries) are allocated once and reused;
+    `run(inputs)` copies the inputs in, enqueues every launch on the executable's
+    queue and copies the outputs back into fresh numpy arrays; on devices that share
+    the host's memory (CPU devices) the kernels read the input arrays and write the
+    fresh output arrays in place instead (`USE_HOST_PTR` buffers, no copies). Calls from several
+    threads are serialised; each thread gets its own kernel objects.
+
+    Attributes:
+        input_types, output_types: the tensor types of the function.
+        device: the `pyopencl.Device` it runs on.
+        stages: MLIR text after each lowering stage (only with `keep_ir=True`).
+        opencl_source: the whole generated OpenCL C program.
+        timings: seconds spent per compile stage.
+        build_origin: where the program binary came from: "source", "disk" or "memory".
+    """
+
+    def __init__(self, name: str, input_types: Sequence[TensorType],
+                 output_types: Sequence[TensorType], temp_bytes: Sequence[int], device: Any,
+                 context: Any, program: Any, steps: Sequence[Step], opencl_source: str,
+                 stages: dict[str, str], timings: dict[str, float], build_origin: str):
+        ocl = cl()
+        self.name = name
+        self.input_types = tuple(input_types)
+        self.output_types = tuple(output_types)
+        self.device = device
+        self.opencl_source = opencl_source
+        self.stages = stages
+        self.timings = timings
+        self.build_origin = build_origin
+        self._program = program
+        self._steps = list(steps)
+        self._inputs = [_spec(t) for t in input_types]
+        self._outputs = [_spec(t) for t in output_types]
+        sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize
+                 for d, s in (*self._inputs, *self._outputs)]
+        sizes += list(temp_bytes)
+        flags = ocl.mem_flags.READ_WRITE
+        self._sizes = sizes
+        self._buffers = [ocl.Buffer(context, flags, size=max(n, 1)) for n in sizes]
+        self._queue = ocl.CommandQueue(context, device)
+        self._context = context
+        self._zero_copy = bool(getattr(device, "host_unified_memory", False))
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _kernels(self) -> list[Any]:
+        """This thread's kernel objects, one per step with its arguments set."""
+        kernels = getattr(self._local, "kernels", None)
+        if kernels is None:
+            ocl = cl()
+            kernels = []
+            for step in self._steps:
+                kernel = ocl.Kernel(self._program, step.launch.kernel)
+                kernel.set_args(*[self._buffers[a] if isinstance(a, int) else a
+                                  for a in step.args])
+                kernels.append(kernel)
+            self._local.kernels = kernels
+        return kernels
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Outputs of the function for C-contiguous `inputs` of the exact dtypes and shapes."""
+        if len(inputs) != len(self._inputs):
+            raise ValueError(f"@{self.name} takes {len(self._inputs)} arrays, got {len(inputs)}")
+        for i, (a, (dtype, shape)) in enumerate(zip(inputs, self._inputs, strict=True)):
+            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape
+                    or not a.flags.c_contiguous):
+                raise ValueError(self._bad_input(i, a, dtype, shape))
+        outs = [np.empty(shape, dtype) for dtype, shape in self._outputs]
+        kernels = self._kernels()
+        with self._lock:
+            if self._zero_copy:
+                self._run_in_place(kernels, inputs, outs)
+            else:
+                self._run_with_copies(kernels, inputs, outs)
+        return outs
+
+    def _bind(self, kernels: list[Any], buffers: Sequence[Any]) -> None:
+        """Point the kernels' input and output arguments at `buffers` for this call."""
+        for kernel, step in zip(kernels, self._steps, strict=True):
+            for position, a in enumerate(step.args):
+                if isinstance(a, int) and a < len(buffers):
+                    kernel.set_arg(position, buffers[a])
+
+    def _enqueue(self, kernels: list[Any]) -> None:
+        ocl = cl()
+        for kernel, step in zip(kernels, self._steps, strict=True):
+            ocl.enqueue_nd_range_kernel(self._queue, kernel, step.launch.global_size,
+                                        step.launch.local_size)
+
+    def _run_with_copies(self, kernels: list[Any], inputs: Sequence[np.ndarray],
+                         outs: list[np.ndarray]) -> None:
+        """Device memory apart from the host's: copy in, launch, copy back."""
+        ocl, q = cl(), self._queue
+        for a, buf in zip(inputs, self._buffers, strict=False):
+            if a.nbytes:
+                ocl.enqueue_copy(q, buf, a, is_blocking=False)
+        self._bind(kernels, self._buffers[:len(inputs) + len(outs)])
+        self._enqueue(kernels)
+        for o, buf in zip(outs, self._buffers[len(inputs):], strict=False):
+            if o.nbytes:
+                ocl.enqueue_copy(q, o, buf, is_blocking=False)
+        q.finish()
+
+    def _run_in_place(self, kernels: list[Any], inputs: Sequence[np.ndarray],
+                      outs: list[np.ndarray]) -> None:
+        """Host-unified memory (CPU devices): the kernels read and write the arrays."""
+        ocl, q = cl(), self._queue
+        flags = ocl.mem_flags
+        wrapped = [ocl.Buffer(self._context, flags.READ_ONLY | flags.USE_HOST_PTR, hostbuf=a)
+                   if a.nbytes else self._buffers[i] for i, a in enumerate(inputs)]
+        wrapped += [ocl.Buffer(self._context, flags.READ_WRITE | flags.USE_HOST_PTR, hostbuf=o)
+                    if o.nbytes else self._buffers[len(inputs) + j] for j, o in enumerate(outs)]
+        self._bind(kernels, wrapped)
+        self._enqueue(kernels)
+        for o, buf in zip(outs, wrapped[len(inputs):], strict=True):
+            if o.nbytes:
+                mapped, _ = ocl.enqueue_map_buffer(q, buf, ocl.map_flags.READ, 0, o.shape,
+                                                   o.dtype)
+                mapped.base.release(q)
+        q.finish()
+
+    def _bad_input(self, i: int, a: object, dtype: np.dtype, shape: tuple[int, ...]) -> str:
+        want = f"a C-contiguous {dtype} array of shape {shape}"
+        if not isinstance(a, np.ndarray):
+            return f"@{self.name} input {i}: expected {want}, got {type(a).__name__}"
+        layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
+        return (f"@{self.name} input {i}: expected {want}, got a {layout} {a.dtype} array "
+                f"of shape {a.shape}")
