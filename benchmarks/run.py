@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", action="append", choices=sorted(WORKLOADS), help="run only this workload"
     )
-    parser.add_argument("--device", default="cpu", help="pullback device (default: cpu)")
+    parser.add_argument(
+        "--device", action="append", default=[],
+        help="also time pullback on this device (e.g. opencl); cpu rows always run")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--small", action="store_true", help="tiny float64 instances (a smoke run)")
     parser.add_argument("--no-jax", action="store_true", help="leave the JAX columns empty")
@@ -53,14 +55,30 @@ def _guarded(run, *args) -> EngineResult:
         return EngineResult(error=f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
-def benchmark(workload: Workload, args: argparse.Namespace) -> Row:
-    """Time every system on one workload and check its gradient against numpy's."""
+def devices(args: argparse.Namespace) -> list[str]:
+    """The pullback devices to time: cpu, then every other --device."""
+    return ["cpu"] + [d for d in dict.fromkeys(args.device) if d != "cpu"]
+
+
+def benchmark(workload: Workload, args: argparse.Namespace) -> list[Row]:
+    """Time every system on one workload (one row per pullback device, numpy and JAX
+    timed once and shown on each) and check every gradient against numpy's."""
     problem = workload.small_problem() if args.small else workload.setup()
-    results = {"numpy": _guarded(run_numpy, workload, problem, args.repeat)}
-    results["pullback"] = _guarded(run_pullback, workload, problem, args.repeat, args.device)
+    shared = {"numpy": _guarded(run_numpy, workload, problem, args.repeat)}
     if jax_available() and not args.no_jax:
-        results["jax"] = _guarded(run_jax, workload, problem, args.repeat)
-    row = Row(workload.name, workload.summary, problem.sizes, results, rtol=workload.rtol)
+        shared["jax"] = _guarded(run_jax, workload, problem, args.repeat)
+    rows = []
+    for device in devices(args):
+        results = dict(shared)
+        results["pullback"] = _guarded(run_pullback, workload, problem, args.repeat, device)
+        name = workload.name if device == "cpu" else f"{workload.name} [{device}]"
+        row = Row(name, workload.summary, problem.sizes, results, rtol=workload.rtol)
+        _check(row, results)
+        rows.append(row)
+    return rows
+
+
+def _check(row: Row, results: dict[str, EngineResult]) -> None:
     reference = results["numpy"].gradient
     for system in ("pullback", "jax"):
         result = results.get(system)
@@ -70,7 +88,6 @@ def benchmark(workload: Workload, args: argparse.Namespace) -> Row:
             row.checks[system] = relative_error(result.gradient, reference)
         except ValueError as exc:
             result.error = f"gradient does not match numpy's structure: {exc}"
-    return row
 
 
 def machine() -> str:
@@ -92,7 +109,7 @@ def to_json(rows: list[Row], args: argparse.Namespace) -> dict:
 
     return {
         "machine": machine(),
-        "device": args.device,
+        "devices": devices(args),
         "repeat": args.repeat,
         "rows": [
             {
@@ -110,12 +127,15 @@ def to_json(rows: list[Row], args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> list[Row]:
     args = parse_args(argv)
     names = args.only or list(WORKLOADS)
-    rows = [benchmark(WORKLOADS[name], args) for name in names]
+    rows = [row for name in names for row in benchmark(WORKLOADS[name], args)]
     print(
-        f"pullback gradient benchmarks on {machine()}; device {args.device}; "
+        f"pullback gradient benchmarks on {machine()}; devices {', '.join(devices(args))}; "
         f"median of {args.repeat} calls"
     )
     print(render(rows))
+    if "opencl" in " ".join(devices(args)):
+        print("[opencl] rows ran on the first OpenCL device; with PoCL on a machine without a "
+              "GPU they are CPU figures.")
     if args.json:
         args.json.write_text(json.dumps(to_json(rows, args), indent=2, default=str) + "\n")
     return rows

@@ -152,7 +152,7 @@ def test_jax_gradient_matches_numpy(name):
     workload = WORKLOADS[name]
     problem = workload.small_problem()
     if not jax_available():
-        row = run.benchmark(workload, run.parse_args(["--small", "--repeat", "1"]))
+        (row,) = run.benchmark(workload, run.parse_args(["--small", "--repeat", "1"]))
         assert "jax" not in row.results
         return
     result = run_jax(workload, problem, repeat=1)
@@ -161,10 +161,10 @@ def test_jax_gradient_matches_numpy(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_pullback_gradient_matches_numpy(name):
+def test_pullback_gradient_matches_numpy(name, device):
     workload = WORKLOADS[name]
     problem = workload.small_problem()
-    result = run_pullback(workload, problem, repeat=1, device="cpu")
+    result = run_pullback(workload, problem, repeat=1, device=device)
     expected = workload.numpy_gradient(*problem.params, *problem.data)
     assert relative_error(result.gradient, expected) < 1e-10
     assert result.first_call > 0 and result.steady.median > 0
