@@ -7,29 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import AnyFloat, TensorType, f32, f64, i1, i64
-from xdsl.ir import Attribute
+from xdsl.dialects.builtin import TensorType
 
+from pullback.compiler.backends.kernel_level import InputSpec
 from pullback.compiler.backends.opencl.devices import cl
 from pullback.compiler.backends.opencl.plan import Step
-
-_DTYPES: dict[Attribute, np.dtype] = {
-    f64: np.dtype(np.float64), f32: np.dtype(np.float32), i64: np.dtype(np.int64),
-    i1: np.dtype(np.bool_),
-}
-
-
-def numpy_dtype(element_type: Attribute) -> np.dtype:
-    """The numpy dtype of an element type."""
-    if element_type not in _DTYPES:
-        kind = "float" if isinstance(element_type, AnyFloat) else "element"
-        raise TypeError(f"{kind} type {element_type} is not supported (f64, f32, i64, i1)")
-    return _DTYPES[element_type]
-
-
-def _spec(t: Attribute) -> tuple[np.dtype, tuple[int, ...]]:
-    assert isinstance(t, TensorType)
-    return numpy_dtype(t.element_type), tuple(t.get_shape())
 
 
 class OpenCLExecutable:
@@ -51,12 +33,13 @@ class OpenCLExecutable:
         build_origin: where the program binary came from: "source", "disk" or "memory".
     """
 
-    def __init__(self, name: str, input_types: Sequence[TensorType],
+    def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
                  output_types: Sequence[TensorType], temp_bytes: Sequence[int], device: Any,
                  context: Any, program: Any, steps: Sequence[Step], opencl_source: str,
                  stages: dict[str, str], timings: dict[str, float], build_origin: str):
         ocl = cl()
-        self.name = name
+        self.name = spec.name
+        self._spec = spec
         self.input_types = tuple(input_types)
         self.output_types = tuple(output_types)
         self.device = device
@@ -66,10 +49,8 @@ class OpenCLExecutable:
         self.build_origin = build_origin
         self._program = program
         self._steps = list(steps)
-        self._inputs = [_spec(t) for t in input_types]
-        self._outputs = [_spec(t) for t in output_types]
         sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize
-                 for d, s in (*self._inputs, *self._outputs)]
+                 for d, s in (*spec.inputs, *spec.outputs)]
         sizes += list(temp_bytes)
         flags = ocl.mem_flags.READ_WRITE
         self._sizes = sizes
@@ -96,13 +77,8 @@ class OpenCLExecutable:
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs of the function for C-contiguous `inputs` of the exact dtypes and shapes."""
-        if len(inputs) != len(self._inputs):
-            raise ValueError(f"@{self.name} takes {len(self._inputs)} arrays, got {len(inputs)}")
-        for i, (a, (dtype, shape)) in enumerate(zip(inputs, self._inputs, strict=True)):
-            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape
-                    or not a.flags.c_contiguous):
-                raise ValueError(self._bad_input(i, a, dtype, shape))
-        outs = [np.empty(shape, dtype) for dtype, shape in self._outputs]
+        self._spec.check(inputs)
+        outs = self._spec.new_outputs()
         kernels = self._kernels()
         with self._lock:
             if self._zero_copy:
@@ -155,11 +131,3 @@ class OpenCLExecutable:
                                                    o.dtype)
                 mapped.base.release(q)
         q.finish()
-
-    def _bad_input(self, i: int, a: object, dtype: np.dtype, shape: tuple[int, ...]) -> str:
-        want = f"a C-contiguous {dtype} array of shape {shape}"
-        if not isinstance(a, np.ndarray):
-            return f"@{self.name} input {i}: expected {want}, got {type(a).__name__}"
-        layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
-        return (f"@{self.name} input {i}: expected {want}, got a {layout} {a.dtype} array "
-                f"of shape {a.shape}")

@@ -1,0 +1,135 @@
+"""What both backends share: lowering to the kernel level, and checking call inputs.
+
+`lower_to_kernels` takes an array-level module to the kernel-level IR that every
+target consumes (`convert-array-to-loops`), recording the function's signature and
+the temporaries its host function needs; `InputSpec.check` validates the arrays a
+compiled function is called with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, ModuleOp, TensorType, f32, f64, i1, i64
+from xdsl.ir import Attribute
+
+from pullback.compiler.context import make_context
+from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass
+
+_DTYPES: dict[Attribute, np.dtype] = {
+    f64: np.dtype(np.float64), f32: np.dtype(np.float32), i64: np.dtype(np.int64),
+    i1: np.dtype(np.bool_),
+}
+
+
+def numpy_dtype(element_type: Attribute) -> np.dtype:
+    """The numpy dtype of an element type."""
+    if element_type not in _DTYPES:
+        kind = "float" if isinstance(element_type, AnyFloat) else "element"
+        raise TypeError(f"{kind} type {element_type} is not supported (f64, f32, i64, i1)")
+    return _DTYPES[element_type]
+
+
+def debug() -> bool:
+    """Whether `PULLBACK_DEBUG` asks for IR verification after each stage."""
+    return os.environ.get("PULLBACK_DEBUG", "") not in ("", "0")
+
+
+def find_function(module: ModuleOp, name: str) -> func.FuncOp:
+    funcs = [op for op in module.body.block.ops if isinstance(op, func.FuncOp)]
+    for f in funcs:
+        if f.sym_name.data == name:
+            return f
+    names = ", ".join(f.sym_name.data for f in funcs) or "none"
+    raise KeyError(f"no function @{name} in the module (functions: {names})")
+
+
+def lap(start: float) -> tuple[float, float]:
+    """Seconds since `start`, and now."""
+    now = time.perf_counter()
+    return now - start, now
+
+
+@dataclasses.dataclass
+class InputSpec:
+    """The arrays a compiled function takes and returns."""
+
+    name: str
+    inputs: list[tuple[np.dtype, tuple[int, ...]]]
+    outputs: list[tuple[np.dtype, tuple[int, ...]]]
+
+    def check(self, arrays: Sequence[object]) -> None:
+        """Raise a ValueError naming the first input that is not as compiled."""
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"@{self.name} takes {len(self.inputs)} arrays, got {len(arrays)}")
+        for i, (a, (dtype, shape)) in enumerate(zip(arrays, self.inputs, strict=True)):
+            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape
+                    or not a.flags.c_contiguous):
+                raise ValueError(self._bad_input(i, a, dtype, shape))
+
+    def new_outputs(self) -> list[np.ndarray]:
+        return [np.empty(shape, dtype) for dtype, shape in self.outputs]
+
+    def _bad_input(self, i: int, a: object, dtype: np.dtype, shape: tuple[int, ...]) -> str:
+        want = f"a C-contiguous {dtype} array of shape {shape}"
+        if not isinstance(a, np.ndarray):
+            return f"@{self.name} input {i}: expected {want}, got {type(a).__name__}"
+        layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
+        return (f"@{self.name} input {i}: expected {want}, got a {layout} {a.dtype} array "
+                f"of shape {a.shape}")
+
+
+def _spec(t: Attribute) -> tuple[np.dtype, tuple[int, ...]]:
+    assert isinstance(t, TensorType)
+    return numpy_dtype(t.element_type), tuple(t.get_shape())
+
+
+@dataclasses.dataclass
+class KernelModule:
+    """A function lowered to the kernel level, with what its callers need to know."""
+
+    module: ModuleOp
+    name: str
+    input_types: list[TensorType]
+    output_types: list[TensorType]
+    temp_bytes: list[int]
+    stages: dict[str, str]
+    timings: dict[str, float]
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec(self.name, [_spec(t) for t in self.input_types],
+                         [_spec(t) for t in self.output_types])
+
+    def stage(self, label: str, keep_ir: bool) -> None:
+        """Verify (in debug mode) and, with `keep_ir`, record the module's text."""
+        if debug():
+            self.module.verify()
+        if keep_ir:
+            self.stages[label] = str(self.module)
+
+
+def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule:
+    """A clone of `module` with `@name` lowered by `convert-array-to-loops`."""
+    source = find_function(module, name)
+    in_types = list(source.function_type.inputs)
+    out_types = list(source.function_type.outputs)
+    for t in (*in_types, *out_types):
+        if not isinstance(t, TensorType):
+            raise TypeError(f"@{name} must take and return tensors, got {t}")
+        numpy_dtype(t.element_type)
+    start = time.perf_counter()
+    mod = module.clone()
+    ConvertArrayToLoopsPass(function=name).apply(make_context(), mod)
+    temp_bytes = find_function(mod, name).attributes["pullback.temp_bytes"]
+    assert isinstance(temp_bytes, DenseArrayBase)
+    lowered = KernelModule(mod, name, in_types, out_types,
+                           [int(v) for v in temp_bytes.get_values()], {}, {})
+    lowered.stage("convert-array-to-loops", keep_ir)
+    lowered.timings["lower-to-loops"], _ = lap(start)
+    return lowered
