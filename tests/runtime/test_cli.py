@@ -37,6 +37,7 @@ def test_list_passes(capsys):
     "autodiff", "jvp", "simplify", "cse", "dce", "canonicalize",
     "autodiff,simplify,cse,dce", "autodiff{func=f},jvp{func=f_vjp}",
     "convert-array-to-loops", "convert-array-to-loops,convert-loops-to-llvm",
+    "convert-array-to-loops,expand-math,convert-loops-to-llvm",
 ])
 def test_each_pass_runs_on_a_text_file(mlir_file, capsys, pipeline):
     assert main(["opt", str(mlir_file), "-p", pipeline, "--verify"]) == 0
