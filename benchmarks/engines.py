@@ -21,6 +21,10 @@ class EngineResult:
     error: str | None = None
 
 
+JAX_TRANSFORMS = {"gradient": "grad", "jacobian": "jacrev", "hessian": "hessian"}
+"""The JAX function timed for each `Workload.transform`."""
+
+
 def jax_available() -> bool:
     """Whether JAX can be imported (its rows are left empty otherwise)."""
     return importlib.util.find_spec("jax") is not None
@@ -47,6 +51,8 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str)
         return workload.objective(*params, *data)
 
     pb.clear_caches()
+    if workload.transform != "gradient":
+        return _run_pullback_transform(pb, workload, loss, problem.params, repeat, options)
     first, (compiled, gradient) = time_once(
         lambda: _compile_and_call(pb, loss, problem.params, options)
     )
@@ -55,21 +61,39 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str)
     return EngineResult(steady=steady, first_call=first, gradient=gradient, phases=phases)
 
 
+def _run_pullback_transform(pb: Any, workload: Workload, loss: Any, params: tuple,
+                            repeat: int, options: dict) -> EngineResult:
+    """`pb.jacobian` / `pb.hessian` calls: each traces (compile cached) and runs natively."""
+    transform = getattr(pb, workload.transform)
+
+    def call() -> tuple:
+        out = transform(loss, *params, **options)
+        return out if workload.transform == "jacobian" else (out,)
+
+    first, gradient = time_once(call)
+    steady = measure(call, repeat)
+    return EngineResult(steady=steady, first_call=first, gradient=gradient)
+
+
 def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict) -> tuple[Any, Any]:
     compiled = pb.compile(loss, *params, mode="gradient", **options)
     return compiled, compiled(*params)
 
 
 def run_jax(workload: Workload, problem: Problem, repeat: int) -> EngineResult:
-    """`jax.jit(jax.grad(...))` over the parameters; data arrays are passed as arguments."""
+    """`jax.jit(jax.grad(...))` over the parameters (`jax.jacrev` / `jax.hessian` for those
+    transforms, of the one parameter); data arrays are passed as arguments."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    argnums = tuple(range(len(problem.params)))
+    transform = getattr(jax, JAX_TRANSFORMS[workload.transform])
+    single = workload.transform == "hessian"
+    argnums = 0 if single else tuple(range(len(problem.params)))
     args = (*problem.params, *problem.data)
 
     def first_call() -> Any:
-        grad = jax.jit(jax.grad(workload.jax_objective, argnums=argnums))
+        derivative = jax.jit(transform(workload.jax_objective, argnums=argnums))
+        grad = (lambda *a: (derivative(*a),)) if single else derivative
         return grad, jax.block_until_ready(grad(*args))
 
     first, (grad, gradient) = time_once(first_call)

@@ -24,7 +24,7 @@ from benchmarks.compare import relative_error  # noqa: E402
 from benchmarks.engines import EngineResult, jax_available, run_jax, run_numpy, run_pullback  # noqa: E402
 from benchmarks.table import Row, render  # noqa: E402
 from benchmarks.workload import Workload  # noqa: E402
-from benchmarks.workloads import WORKLOADS  # noqa: E402
+from benchmarks.workloads import ALL as WORKLOADS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

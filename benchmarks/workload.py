@@ -27,6 +27,10 @@ class Workload:
     Each objective takes `(*problem.params, *problem.data)` and returns a scalar;
     `numpy_gradient` takes the same arguments and returns one derivative per parameter,
     shaped like the parameter (a dict for a dict parameter).
+
+    `transform` names what is timed: "gradient" (the default), "jacobian" (the
+    objective returns an array; `numpy_gradient` gives one Jacobian per parameter) or
+    "hessian" (one parameter; `numpy_gradient` gives its Hessian as a 1-tuple).
     """
 
     name: str
@@ -38,6 +42,7 @@ class Workload:
     numpy_gradient: Callable[..., tuple[Any, ...]]
     jax_objective: Callable[..., Any]
     rtol: float
+    transform: str = "gradient"
 
     def small_problem(self) -> Problem:
         """A float64 instance small enough for finite differences."""

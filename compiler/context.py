@@ -13,12 +13,13 @@ from xdsl.dialects.memref import MemRef
 from xdsl.dialects.ptr import Ptr
 from xdsl.dialects.scf import Scf
 
+from pullback.compiler.dialects.ad import Ad
 from pullback.compiler.dialects.array import Array
 
 
 def make_context() -> Context:
-    """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array."""
+    """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array, ad."""
     ctx = Context(allow_unregistered=False)
-    for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array):
+    for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array, Ad):
         ctx.load_dialect(dialect)
     return ctx

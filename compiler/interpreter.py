@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from pullback.compiler.dialects import array as A
+from pullback.compiler.dialects.ad import StopGradientOp
 
 Impl = Callable[..., np.ndarray]
 
@@ -131,6 +132,7 @@ def _concatenate(op: A.ConcatenateOp, *xs: np.ndarray) -> np.ndarray:
 
 
 IMPLS: dict[type[Operation], Impl] = {
+    StopGradientOp: lambda op, x: x,
     A.ConstantOp: _constant,
     A.FullOp: _full,
     A.NegOp: _unary(np.negative),

@@ -15,6 +15,7 @@ _OURS = "pullback.compiler."
 PASSES: dict[str, str] = {
     "autodiff": _OURS + "autodiff.reverse:AutodiffPass",
     "jvp": _OURS + "autodiff.forward:JvpPass",
+    "vmap": _OURS + "autodiff.vmap:VmapPass",
     "simplify": _OURS + "transforms.simplify:SimplifyPass",
     "convert-array-to-loops": _OURS + "conversion.array_to_loops:ConvertArrayToLoopsPass",
     "convert-loops-to-llvm": _OURS + "conversion.loops_to_llvm:ConvertLoopsToLLVMPass",

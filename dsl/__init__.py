@@ -4,6 +4,7 @@ Every function works on traced arrays inside `pb.gradient` & co., and on plain n
 inputs outside any trace (returning numpy results), so one function runs both ways.
 """
 
+from pullback.dsl.buffer import Buffer, copy
 from pullback.dsl.errors import ShapeError, TracerBoolConversionError, TracerError
 from pullback.dsl.ops import (
     abs,
@@ -27,6 +28,7 @@ from pullback.dsl.ops import (
     expm1,
     greater,
     greater_equal,
+    ignore_derivatives,
     less,
     less_equal,
     log,
@@ -65,10 +67,11 @@ from pullback.dsl.ops import (
 from pullback.dsl.tracer import Tracer
 
 __all__ = [
-    "ShapeError", "Tracer", "TracerBoolConversionError", "TracerError",
+    "Buffer", "ShapeError", "Tracer", "TracerBoolConversionError", "TracerError",
     "abs", "add", "arccos", "arcsin", "arctan", "arctan2", "astype", "broadcast_to",
-    "clip", "concatenate", "cos", "cosh", "cumsum", "divide", "dot", "equal", "exp",
-    "expand_dims", "expm1", "greater", "greater_equal", "less", "less_equal", "log",
+    "clip", "concatenate", "copy", "cos", "cosh", "cumsum", "divide", "dot", "equal", "exp",
+    "expand_dims", "expm1", "greater", "greater_equal", "ignore_derivatives", "less",
+    "less_equal", "log",
     "log1p", "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max",
     "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "power",
     "prod", "ravel", "reshape", "sign", "sin", "sinh", "sqrt", "square", "squeeze",

@@ -59,6 +59,10 @@ def lift(trace: Trace, x: object, dtype: np.dtype | None = None) -> Tracer:
             f"a {type(x).__name__} is not an array; pass np.array(...) or use pb.stack"
         )
     else:
+        from pullback.dsl.buffer import Buffer, not_an_array
+
+        if isinstance(x, Buffer):
+            raise not_an_array("an array operation")
         raise TypeError(
             f"unsupported operand of type {type(x).__name__}: pullback arrays combine "
             "with traced arrays, numpy arrays and Python numbers"
@@ -92,7 +96,11 @@ def result_dtype(values: Sequence[object]) -> np.dtype:
 
 
 def _dtype(x: object) -> np.dtype:
-    return x.dtype if isinstance(x, Tracer | np.ndarray) else np.asarray(x).dtype
+    if isinstance(x, np.ndarray):
+        trace = current_trace()
+        param = trace is not None and trace.is_param(x)
+        return dtypes.float_of(dtypes.canonical(x.dtype)) if param else x.dtype
+    return x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype
 
 
 def shape_of(x: object) -> tuple[int, ...]:

@@ -7,15 +7,18 @@ ops; otherwise it is exactly the numpy function, so one function runs both ways.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from pullback.compiler.dialects import array as ad
+from pullback.compiler.dialects.ad import StopGradientOp
 from pullback.dsl import core, dtypes
 from pullback.dsl.core import compare, elementwise, is_traced, lift, trace_of
 from pullback.dsl.errors import shape_error
+from pullback.dsl.trace import current_trace
 from pullback.dsl.tracer import Tracer
 
 ArrayLike = Any
@@ -397,3 +400,43 @@ def dot(x: ArrayLike, y: ArrayLike) -> ArrayLike:
     if len(core.shape_of(x)) > 2 or len(core.shape_of(y)) > 2:
         raise TypeError("pb.dot supports operands of at most 2 dimensions; use pb.matmul")
     return matmul(x, y)
+
+
+# -- derivatives ------------------------------------------------------------------------
+
+
+def ignore_derivatives(x: Any) -> Any:
+    """`x` itself, with every derivative through it blocked (treated as a constant).
+
+    `x` may be an array, a number or a tuple/list/dict/NamedTuple/dataclass of them.
+    Given a zero-argument callable instead, calls it and blocks the derivatives of every
+    traced value it returns: `pb.ignore_derivatives(lambda: expensive_statistics(x))`.
+    Outside a trace it returns `x` (or calls the function) and does nothing else.
+    """
+    if callable(x) and not isinstance(x, Tracer | np.ndarray):
+        return _map_leaves(_stop, x())
+    return _map_leaves(_stop, x)
+
+
+def _stop(x: Any) -> Any:
+    trace = current_trace()
+    if isinstance(x, np.ndarray) and trace is not None and trace.is_param(x):
+        x = trace.hidden_input(x)
+    if not isinstance(x, Tracer):
+        return x
+    return x.trace.emit(StopGradientOp(x.value))
+
+
+def _map_leaves(fn: Callable[[Any], Any], x: Any) -> Any:
+    """`x` with `fn` applied to each leaf of its tuples, lists, dicts and dataclasses."""
+    if isinstance(x, tuple) and hasattr(type(x), "_fields"):
+        return type(x)(*(_map_leaves(fn, v) for v in x))
+    if isinstance(x, tuple | list):
+        return type(x)(_map_leaves(fn, v) for v in x)
+    if isinstance(x, dict):
+        return {k: _map_leaves(fn, v) for k, v in x.items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        fields = {f.name: _map_leaves(fn, getattr(x, f.name))
+                  for f in dataclasses.fields(x) if f.init}
+        return dataclasses.replace(x, **fields)
+    return fn(x)

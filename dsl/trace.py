@@ -28,14 +28,25 @@ def current_trace() -> Trace | None:
 
 
 class Trace:
-    """Records array ops into the entry block of a function."""
+    """Records array ops into the entry block of a function.
 
-    def __init__(self) -> None:
+    `params` are arrays to differentiate with respect to (implicit parameters): when
+    the function reads one, it becomes a floating-point input like any other closed-over
+    array, but flagged in `hidden_diff`.
+    """
+
+    def __init__(self, params: Sequence[np.ndarray] = ()) -> None:
         self.block = Block()
         self.key: list[object] = []
         self.hidden: list[np.ndarray] = []
+        self.hidden_diff: list[bool] = []
+        self._params: dict[int, np.ndarray] = {id(p): p for p in params}
         self._hidden_by_id: dict[int, object] = {}
         self._numbering: dict[SSAValue, int] = {}
+
+    def is_param(self, value: object) -> bool:
+        """Whether `value` is one of this trace's implicit parameters (by identity)."""
+        return self._params.get(id(value)) is value
 
     # -- values -----------------------------------------------------------------------
 
@@ -55,14 +66,22 @@ class Trace:
         return Tracer(self, arg)
 
     def hidden_input(self, value: np.ndarray):
-        """The tracer for an array the function closes over, read at every call."""
+        """The tracer for an array the function closes over, read at every call.
+
+        An implicit parameter is traced as floating point (integers promoted).
+        """
         known = self._hidden_by_id.get(id(value))
         if known is not None:
             return known
         arr = np.asarray(value)
         dt = dtypes.canonical(arr.dtype)
+        param = self.is_param(value)
+        if param:
+            dt = dtypes.float_of(dt)
+            self.key.append(("param",))
         tracer = self.new_input(arr.shape, dt)
         self.hidden.append(value)
+        self.hidden_diff.append(param)
         self._hidden_by_id[id(value)] = tracer
         return tracer
 

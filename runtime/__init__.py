@@ -5,14 +5,26 @@ friends trace them into MLIR, differentiate the IR, and run native code.
 """
 
 from pullback.api import WithGradient, gradient, pullback, withgradient
+from pullback.array import Array, array
 from pullback.compiled import Compiled, compile
 from pullback.devices import device
 from pullback.dsl import *  # noqa: F403
 from pullback.dsl import __all__ as _dsl_all
+from pullback.jacobians import (
+    WithJacobian,
+    diaghessian,
+    hessian,
+    hessian_reverse,
+    jacobian,
+    withjacobian,
+)
+from pullback.params import Grads, IdDict, Params, copyto
 from pullback.pipeline import cache_info, clear_caches
 
 __all__ = [
-    *_dsl_all, "Compiled", "WithGradient", "cache_info", "clear_caches", "compile", "device",
-    "gradient", "pullback", "withgradient",
+    *_dsl_all, "Array", "Compiled", "Grads", "IdDict", "Params", "WithGradient", "array",
+    "cache_info", "clear_caches", "compile", "copyto", "device", "gradient", "pullback",
+    "withgradient",
+    "WithJacobian", "diaghessian", "hessian", "hessian_reverse", "jacobian", "withjacobian",
 ]
 __version__ = "0.1.0"

@@ -8,16 +8,24 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pullback import devices, pipeline
-from pullback.program import Program, trace_program
+from pullback.params import Grads, Params
+from pullback.program import Program, trace_call
 from pullback.pytree import first_entry, flatten
-from pullback.results import gradients, output_value, value_leaf
+from pullback.results import gradients, output_value, param_gradients, value_leaf
 
 
 class WithGradient(NamedTuple):
-    """The value of a function and its derivatives, one per argument."""
+    """The value of a function and its derivatives: one per argument, or `Grads`."""
 
     val: Any
-    grad: tuple[Any, ...]
+    grad: tuple[Any, ...] | Grads
+
+
+def _derivatives(program: Program, params: Params | None, leaves: list[Any],
+                 grad_args: tuple[int, ...], grads: list[Any]) -> tuple[Any, ...] | Grads:
+    if params is not None:
+        return param_gradients(program, params, grad_args, grads)
+    return gradients(program, leaves, grad_args, grads)
 
 
 def _primary_result(program: Program, fname: str) -> int | None:
@@ -51,7 +59,7 @@ def _run_gradient(f: Callable[..., Any], args: tuple[Any, ...], device: str | No
     if not callable(f):
         raise TypeError(f"{fname} needs a callable as its first argument, got {type(f).__name__}")
     dev = devices.resolve(device)
-    program = trace_program(f, args)
+    program, params = trace_call(f, args, fname)
     primary = _primary_result(program, fname)
     leaves, _ = flatten(tuple(args))
     if primary is None:
@@ -62,25 +70,32 @@ def _run_gradient(f: Callable[..., Any], args: tuple[Any, ...], device: str | No
     outs = built.run(program.arguments(leaves))
     results, grads = outs[:built.num_results], outs[built.num_results:]
     return WithGradient(output_value(program, results),
-                        gradients(program, leaves, built.grad_args, grads))
+                        _derivatives(program, params, leaves, built.grad_args, grads))
 
 
-def gradient(f: Callable[..., Any], *args: Any, device: str | None = None) -> tuple[Any, ...]:
+def gradient(f: Callable[..., Any], *args: Any,
+             device: str | None = None) -> tuple[Any, ...] | Grads:
     """Derivatives of a real-valued `f` at `args`, one per argument.
 
     Args:
       f: a function of arrays, numbers and pytrees of them, returning a real scalar (or
         a tuple/dict/NamedTuple/dataclass whose first entry is one; the rest is auxiliary).
-      *args: the point. Integer inputs are promoted to float64.
+      *args: the point. Integer inputs are promoted to float64. Or, in implicit mode, one
+        `pb.Params` and a zero-argument `f`: the derivatives are with respect to the
+        parameters `f` reads.
       device: "cpu" (default; see `pb.device`).
 
     Returns:
       A tuple with one entry per argument, shaped like it; None where the output does not
-      depend on the argument or the argument is not numeric.
+      depend on the argument or the argument is not numeric. In implicit mode, `Grads`
+      keyed by the parameters.
 
     Example:
       >>> pb.gradient(lambda x, y: x / y, 1, 2)
       (0.5, -0.25)
+      >>> w = pb.array([3.0])
+      >>> pb.gradient(lambda: pb.sum(w ** 2), pb.Params([w]))[w]
+      array([6.])
     """
     return _run_gradient(f, args, device, "gradient").grad
 
@@ -90,17 +105,17 @@ def withgradient(f: Callable[..., Any], *args: Any, device: str | None = None) -
     return _run_gradient(f, args, device, "withgradient")
 
 
-def pullback(f: Callable[..., Any], *args: Any,
-             device: str | None = None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
+def pullback(f: Callable[..., Any], *args: Any, device: str | None = None
+             ) -> tuple[Any, Callable[[Any], tuple[Any, ...] | Grads]]:
     """The output `y` of `f(*args)` and `back(dy)`, the vector-Jacobian product.
 
     `dy` has the structure of `y` (None entries count as zeros); `back` returns one
-    derivative per argument, like `gradient`.
+    derivative per argument, like `gradient` (`Grads` for `pullback(f, ps)`).
     """
     if not callable(f):
         raise TypeError(f"pullback needs a callable as its first argument, got {type(f).__name__}")
     dev = devices.resolve(device)
-    program = trace_program(f, args)
+    program, params = trace_call(f, args, "pullback")
     leaves, _ = flatten(tuple(args))
     inputs = program.arguments(leaves)
     value = pipeline.compiled(program, "value", dev)
@@ -108,11 +123,11 @@ def pullback(f: Callable[..., Any], *args: Any,
     types = program.result_types()
     float_results = tuple(i for i, (_, dt) in enumerate(types) if dt.kind == "f")
 
-    def back(dy: Any) -> tuple[Any, ...]:
+    def back(dy: Any) -> tuple[Any, ...] | Grads:
         cts = _cotangents(program, dy, types, float_results)
         built = pipeline.compiled(program, "pullback", dev, cotangents=float_results)
         outs = built.run(inputs + cts)
-        return gradients(program, leaves, built.grad_args, outs[built.num_results:])
+        return _derivatives(program, params, leaves, built.grad_args, outs[built.num_results:])
 
     return y, back
 

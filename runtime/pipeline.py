@@ -13,15 +13,20 @@ import sys
 import time
 from typing import Any
 
+from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp, UnitAttr
 
+from pullback.compiler.autodiff.emit import ZERO_MARK
+from pullback.compiler.autodiff.functions import is_float
 from pullback.compiler.context import make_context
+from pullback.compiler.dialects.array import FullOp, shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
 from pullback.program import Program
 
-MODES = ("value", "gradient", "pullback")
+MODES = ("value", "gradient", "pullback", "jacobian", "hessian", "hessian_reverse")
+BATCHED_MODES = MODES[3:]
 CLEANUP = ("simplify", "cse", "dce")
 
 
@@ -35,6 +40,7 @@ class Built:
     num_results: int
     stages: dict[str, str]
     timings: dict[str, float]
+    batched_args: tuple[int, ...] = ()  # Hessian modes: arguments fed an identity block
 
     def run(self, inputs: list[Any]) -> list[Any]:
         return self.executable.run(inputs)
@@ -61,14 +67,16 @@ def cache_info() -> CacheStats:
 
 
 def compiled(program: Program, mode: str, device: str, *, keep_ir: bool = False,
-             cotangents: tuple[int, ...] = ()) -> Built:
-    """The compiled form of `program` in `mode`, from the cache when possible."""
-    key = (program.key, mode, cotangents, device)
+             cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
+    """The compiled form of `program` in `mode`, from the cache when possible.
+
+    `wrt` picks the differentiated arguments (default: every differentiable one)."""
+    key = (program.key, mode, cotangents, wrt, device)
     hit = _CACHE.get(key)
     if hit is not None and (hit.stages or not keep_ir):
         STATS.hits += 1
         return hit
-    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents)
+    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
     STATS.compiles += 1
     _CACHE[key] = built
     return built
@@ -97,7 +105,7 @@ class _Recorder:
 
 
 def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
-          cotangents: tuple[int, ...] = ()) -> Built:
+          cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
     """Run the pass pipeline for `mode` and compile the entry function for `device`."""
     if mode not in MODES:
         raise ValueError(f"unknown mode '{mode}'; accepted modes: {', '.join(MODES)}")
@@ -105,11 +113,19 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     module = program.module.clone()
     rec = _Recorder(keep_ir)
     rec.stage("trace", module)
-    entry, grad_args = program.name, ()
-    if mode != "value":
+    entry, grad_args, batched = program.name, (), ()
+    wrt = wrt or tuple(program.diff_args())
+    if mode in BATCHED_MODES:
+        t0 = time.perf_counter()
+        entry, grad_args, batched = _batched_derivative(ctx, module, program.name, mode,
+                                                        cotangents, wrt)
+        _keep_only(module, entry)
+        rec.timed("autodiff", t0)
+        rec.stage("autodiff", module)
+    elif mode != "value":
         t0 = time.perf_counter()
         pass_cls = get_pass("autodiff")
-        pass_cls(func=program.name, wrt=tuple(program.diff_args()), cotangents=cotangents,
+        pass_cls(func=program.name, wrt=wrt, cotangents=cotangents,
                  seed=(mode == "gradient")).apply(ctx, module)
         entry = program.name + "_vjp"
         _keep_only(module, entry)
@@ -132,7 +148,7 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     if _printing():
         print(f"// -----// {target_code_name(device)} //----- //\n"
               f"{target_code(executable)}\n", file=sys.stderr)
-    return Built(executable, entry, grad_args, num_results, rec.stages, rec.timings)
+    return Built(executable, entry, grad_args, num_results, rec.stages, rec.timings, batched)
 
 
 def _compile_for(device: str, module: ModuleOp, entry: str, keep_ir: bool) -> Any:
@@ -175,3 +191,96 @@ def _int_array_attr(fn: func.FuncOp, name: str) -> tuple[int, ...]:
         return ()
     assert isinstance(attr, DenseArrayBase)
     return tuple(int(v) for v in attr.get_values())
+
+
+# ----------------------------------------------------------------------------
+# Batched derivatives: Jacobians and Hessians as one native call
+# ----------------------------------------------------------------------------
+
+
+def _batched_derivative(ctx: Context, module: ModuleOp, name: str, mode: str,
+                        cotangents: tuple[int, ...],
+                        wrt: tuple[int, ...]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Build the entry function of a batched mode: (its name, the arguments whose
+    derivative blocks it returns, the arguments whose identity block it takes).
+
+    jacobian: `autodiff` with a cotangent, then `vmap` over the cotangent; the entry
+    returns the results (unbatched) and one stacked gradient per argument.
+    hessian: `autodiff{seed}`, `jvp` over it (tangents of other arguments bound to
+    zero), `vmap` over the tangents. hessian_reverse: `autodiff{seed}`, `autodiff`
+    over it with the gradients' cotangents, `vmap` over those. Both return only the
+    stacked second derivatives; the batch size is the total size of `wrt`.
+    """
+    n = len(_function(module, name).body.block.args)
+    if mode == "jacobian":
+        get_pass("autodiff")(func=name, wrt=wrt, cotangents=cotangents).apply(ctx, module)
+        vjp = _function(module, name + "_vjp")
+        size = _size(shape_of(vjp.body.block.args[n]))
+        get_pass("vmap")(func=name + "_vjp", args=(n,), size=size,
+                         broadcast=False).apply(ctx, module)
+        entry = name + "_vjp_vmap"
+        return entry, _int_array_attr(_function(module, entry), "pullback.wrt"), ()
+    get_pass("autodiff")(func=name, wrt=wrt, seed=True).apply(ctx, module)
+    vjp = _function(module, name + "_vjp")
+    grads = _int_array_attr(vjp, "pullback.wrt")
+    if not grads:
+        return name, (), ()
+    block = vjp.body.block
+    size = sum(_size(shape_of(block.args[i])) for i in wrt)
+    num_out = len(vjp.function_type.outputs.data)
+    if mode == "hessian":
+        get_pass("jvp")(func=name + "_vjp").apply(ctx, module)
+        fn = _function(module, name + "_vjp_jvp")
+        tangents = _int_array_attr(fn, "pullback.tangents")
+        _bind_zeros(fn, [n + k for k, i in enumerate(tangents) if i not in wrt])
+        batch_args, seconds = wrt, grads
+        outputs = vjp.function_type.outputs.data
+        float_out = [k for k, t in enumerate(outputs) if is_float(t)]
+        keep = [num_out + float_out.index(k) for k in range(num_out - len(grads), num_out)]
+    else:
+        gradient_results = tuple(range(num_out - len(grads), num_out))
+        get_pass("autodiff")(func=name + "_vjp", wrt=grads,
+                             cotangents=gradient_results).apply(ctx, module)
+        fn = _function(module, name + "_vjp_vjp")
+        batch_args, seconds = grads, _int_array_attr(fn, "pullback.wrt")
+        total = len(fn.function_type.outputs.data)
+        keep = list(range(total - len(seconds), total))
+    fn_name = fn.sym_name.data
+    get_pass("vmap")(func=fn_name, args=tuple(range(n, n + len(batch_args))),
+                     size=size).apply(ctx, module)
+    entry = _function(module, fn_name + "_vmap")
+    _keep_results(entry, keep)
+    return entry.sym_name.data, seconds, batch_args
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    total = 1
+    for d in shape:
+        total *= d
+    return total
+
+
+def _bind_zeros(fn: func.FuncOp, positions: list[int]) -> None:
+    """Replace the arguments at `positions` by structural zeros inside `fn`."""
+    block = fn.body.block
+    for p in sorted(positions, reverse=True):
+        arg = block.args[p]
+        zero = FullOp(0, arg.type)  # type: ignore[arg-type]
+        zero.attributes[ZERO_MARK] = UnitAttr()
+        block.insert_op_before(zero, block.first_op)  # type: ignore[arg-type]
+        arg.replace_all_uses_with(zero.result)
+        block.erase_arg(arg)
+    fn.function_type = FunctionType.from_lists(
+        [a.type for a in block.args], list(fn.function_type.outputs.data))
+
+
+def _keep_results(fn: func.FuncOp, keep: list[int]) -> None:
+    """Make `fn` return only its results at `keep`."""
+    ret = fn.body.block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    values = [ret.arguments[k] for k in keep]
+    fn.body.block.insert_op_before(func.ReturnOp(*values), ret)
+    ret.detach()
+    ret.erase()
+    fn.function_type = FunctionType.from_lists(
+        list(fn.function_type.inputs.data), [v.type for v in values])

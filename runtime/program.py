@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import ModuleOp
 from pullback.dsl import dtypes
 from pullback.dsl.trace import Trace, tracing
 from pullback.dsl.tracer import Tracer
+from pullback.params import Params
 from pullback.pytree import Tree, flatten
 
 # What each input leaf is.
@@ -70,6 +71,8 @@ class Program:
     out_leaves: list[Any]        # per output leaf: int (result index) or a constant
     hidden: list[np.ndarray]     # closed-over arrays, appended after the traced inputs
     key: tuple[Any, ...]
+    hidden_diff: list[bool] = dataclasses.field(default_factory=list)
+    """Per hidden array: whether it is an implicit parameter (a differentiable input)."""
 
     @property
     def traced_leaves(self) -> list[int]:
@@ -77,9 +80,18 @@ class Program:
         return [i for i, k in enumerate(self.in_kinds) if k != STATIC]
 
     def diff_args(self) -> list[int]:
-        """Function-argument indices of the differentiable leaves."""
+        """Function-argument indices of the differentiable leaves, then of the parameters."""
         args = self.traced_leaves
-        return [a for a, leaf in enumerate(args) if self.in_kinds[leaf] == DIFF]
+        return ([a for a, leaf in enumerate(args) if self.in_kinds[leaf] == DIFF]
+                + [a for a, _ in self.param_args()])
+
+    def _is_param(self, h: int) -> bool:
+        return h < len(self.hidden_diff) and self.hidden_diff[h]
+
+    def param_args(self) -> list[tuple[int, np.ndarray]]:
+        """(function-argument index, array) of each implicit parameter the function reads."""
+        first = len(self.traced_leaves)
+        return [(first + h, arr) for h, arr in enumerate(self.hidden) if self._is_param(h)]
 
     def result_types(self) -> list[tuple[tuple[int, ...], np.dtype]]:
         """(shape, dtype) of each result of the traced function."""
@@ -90,14 +102,20 @@ class Program:
     def arguments(self, leaves: Sequence[Any]) -> list[np.ndarray]:
         """The native call's inputs for new leaves of the same structure."""
         ins = [input_array(leaves[i], self.in_kinds[i]) for i in self.traced_leaves]
-        return ins + [hidden_array(h) for h in self.hidden]
+        return ins + [input_array(arr, DIFF) if self._is_param(h) else hidden_array(arr)
+                      for h, arr in enumerate(self.hidden)]
 
 
-def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f") -> Program:
-    """Trace `fn(*args)`; the program returns every traced output leaf."""
+def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
+                  params: Sequence[np.ndarray] = ()) -> Program:
+    """Trace `fn(*args)`; the program returns every traced output leaf.
+
+    `params` are implicit parameters: each one `fn` reads becomes a differentiable
+    input among the closed-over arrays, in first-read order (see `Program.param_args`).
+    """
     leaves, in_tree = flatten(tuple(args))
     kinds = [classify(leaf) for leaf in leaves]
-    trace = Trace()
+    trace = Trace(params)
     traced_args = []
     for leaf, kind in zip(leaves, kinds):
         if kind == STATIC:
@@ -120,4 +138,29 @@ def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f") 
             out_leaves.append(v)
     module = trace.finish(results, name)
     return Program(module, name, in_tree, kinds, out_tree, out_leaves, list(trace.hidden),
-                   trace.structural_key() + (tuple(kinds),))
+                   trace.structural_key() + (tuple(kinds),), list(trace.hidden_diff))
+
+
+def implicit_params(args: Sequence[Any], fname: str) -> Params | None:
+    """The `Params` of an implicit-mode call `fname(f, ps)`, None for explicit arguments."""
+    if not any(isinstance(a, Params) for a in args):
+        return None
+    if len(args) != 1:
+        raise TypeError(
+            f"{fname}(f, ps) with pb.Params takes the Params as its only argument after a "
+            "zero-argument f (implicit mode); for explicit arguments pass arrays, not Params")
+    return args[0]
+
+
+def trace_call(fn: Callable[..., Any], args: Sequence[Any],
+               fname: str) -> tuple[Program, Params | None]:
+    """Trace a call `fname(fn, *args)`: explicit arguments, or implicit mode `(fn, ps)`.
+
+    In implicit mode `fn` takes no arguments, the program's differentiable inputs are
+    the parameters it reads (`Program.param_args`), and the Params are returned too, to
+    key the results (`results.param_gradients`).
+    """
+    params = implicit_params(args, fname)
+    if params is None:
+        return trace_program(fn, args), None
+    return trace_program(fn, (), params=list(params)), params

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pullback.params import Grads, IdDict, Params
 from pullback.program import DIFF, Program
 
 
@@ -42,3 +43,20 @@ def gradients(program: Program, in_leaves: Sequence[Any], grad_args: Sequence[in
             continue
         out[leaf] = float(g) if _is_number(in_leaves[leaf]) else g
     return tuple(program.in_tree.unflatten(out))
+
+
+def param_gradients(program: Program, params: Params, grad_args: Sequence[int],
+                    grads: Sequence[np.ndarray]) -> Grads:
+    """`Grads` over `params` from per-argument results (None where there is none).
+
+    `grad_args` are the function-argument indices `grads` belong to, as the compiled
+    entry point reports them; a parameter the function never read, or whose argument
+    has no entry, gets None.
+    """
+    by_arg = dict(zip(grad_args, grads))
+    read = {id(arr): arg for arg, arr in program.param_args()}
+    out = IdDict()
+    for p in params:
+        arg = read.get(id(p))
+        out[p] = None if arg is None else by_arg.get(arg)
+    return Grads(params, out)

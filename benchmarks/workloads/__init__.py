@@ -1,6 +1,11 @@
 """The benchmark workloads, by name."""
 
 from benchmarks.workload import Workload
-from benchmarks.workloads import chain, gmm, mlp
+from benchmarks.workloads import chain, gmm, hessian, jacobian, mlp
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (chain.WORKLOAD, mlp.WORKLOAD, gmm.WORKLOAD)}
+
+DERIVATIVES: dict[str, Workload] = {w.name: w for w in (jacobian.WORKLOAD, hessian.WORKLOAD)}
+"""Workloads timing a Jacobian or a Hessian instead of a gradient."""
+
+ALL: dict[str, Workload] = {**WORKLOADS, **DERIVATIVES}

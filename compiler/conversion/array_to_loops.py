@@ -65,6 +65,7 @@ from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel
 from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
 from pullback.compiler.conversion.kernels import build_kernel, map_kernel
 from pullback.compiler.dialects import array as A
+from pullback.compiler.dialects.ad import StopGradientOp
 from pullback.compiler.transforms.fusion import (
     FusionPlan,
     Kernel,
@@ -212,6 +213,15 @@ def _kind(op: Operation | None) -> str:
             return "copy"
 
 
+def _forward_stop_gradients(module: ModuleOp) -> None:
+    """Replace each `ad.stop_gradient` by its operand: after AD it is the identity."""
+    for op in list(module.walk()):
+        if isinstance(op, StopGradientOp):
+            op.result.replace_all_uses_with(op.operand)
+            op.detach()
+            op.erase()
+
+
 def _is_array_function(op: func.FuncOp) -> bool:
     t = op.function_type
     return any(isinstance(x, TensorType) for x in (*t.inputs, *t.outputs))
@@ -226,6 +236,7 @@ class ConvertArrayToLoopsPass(ModulePass):
     function: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        _forward_stop_gradients(op)
         funcs = [f for f in op.body.block.ops if isinstance(f, func.FuncOp)]
         if self.function:
             chosen = [f for f in funcs if f.sym_name.data == self.function]

@@ -108,7 +108,8 @@ def test_matches_numpy(row: OpRow, case: Case, dtype) -> None:
 
 def test_numpy_table_covers_every_row() -> None:
     assert {row.name for row in TABLE} == set(NUMPY)
-    assert set(IMPLS) == {row.op for row in TABLE}
+    array_ops = {op for op in IMPLS if op.name.startswith("array.")}
+    assert array_ops == {row.op for row in TABLE}
 
 
 def test_cumsum_reverse_and_negative_strides() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from xdsl.ir import Operation
 
-from pullback.compiler.autodiff.rules import array
+from pullback.compiler.autodiff.rules import ad, array
 from pullback.compiler.autodiff.rules.table import JvpRule, VjpRule
 
-VJP_RULES: dict[type[Operation], VjpRule] = {**array.VJP_RULES}
-JVP_RULES: dict[type[Operation], JvpRule] = {**array.JVP_RULES}
+VJP_RULES: dict[type[Operation], VjpRule] = {**array.VJP_RULES, **ad.VJP_RULES}
+JVP_RULES: dict[type[Operation], JvpRule] = {**array.JVP_RULES, **ad.JVP_RULES}
 
 
 def _missing(op: Operation, kind: str, mode: str) -> NotImplementedError:
