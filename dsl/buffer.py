@@ -16,6 +16,7 @@ import numpy as np
 from pullback.compiler.dialects import array as ad
 from pullback.dsl import core, dtypes
 from pullback.dsl.errors import shape_error
+from pullback.dsl.indexing import window_entry
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
 
@@ -177,23 +178,17 @@ def _window(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], l
     entries += [slice(None)] * (len(shape) - len(entries))
     start, stride, size, kept = [], [], [], []
     for dim, (e, n) in enumerate(zip(entries, shape)):
-        if isinstance(e, slice):
-            lo, hi, step = e.indices(n)
-            m = len(range(lo, hi, step))
-            start.append(lo if m else 0)
-            stride.append(step)
-            size.append(m)
-            kept.append(m)
-        elif isinstance(e, int | np.integer) and not isinstance(e, bool):
-            if not -n <= int(e) < n:
-                raise IndexError(f"index {int(e)} is out of bounds for axis {dim} with size {n}")
-            start.append(int(e) % n)
-            stride.append(1)
-            size.append(1)
-        else:
+        window = window_entry(e, n, dim)
+        if window is None:
             raise IndexError(
                 f"unsupported index {e!r} for writing a traced Buffer: write with ints, "
                 "slices and ... (one position or window at a time)")
+        lo, step, m, keeps = window
+        start.append(lo)
+        stride.append(step)
+        size.append(m)
+        if keeps:
+            kept.append(m)
     return start, stride, size, tuple(kept)
 
 

@@ -54,6 +54,21 @@ def _expand(index: object, ndim: int) -> list[object]:
     return entries
 
 
+def window_entry(e: object, n: int, dim: int) -> tuple[int, int, int, bool] | None:
+    """(start, stride, size, keeps its dimension) of an int or slice index on a dimension
+    of size `n`, as `array.slice` takes them; None for any other kind of index."""
+    if isinstance(e, slice):
+        lo, hi, step = e.indices(n)
+        m = len(range(lo, hi, step))
+        return (lo if m else 0), step, m, True
+    if isinstance(e, int | np.integer) and not isinstance(e, bool):
+        i = int(e)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of bounds for axis {dim} with size {n}")
+        return i % n, 1, 1, False
+    return None
+
+
 def getitem(x: Tracer, index: object) -> Tracer:
     """`x[index]` with numpy semantics."""
     entries = _expand(index, x.ndim)
@@ -65,31 +80,21 @@ def getitem(x: Tracer, index: object) -> Tracer:
             out_shape.append(1)
             continue
         n = x.shape[dim]
-        if isinstance(e, slice):
-            lo, hi, step = e.indices(n)
-            m = len(range(lo, hi, step))
-            start.append(lo if m else 0)
-            stride.append(step)
-            size.append(m)
-            out_shape.append(m)
-        elif isinstance(e, np.ndarray | Tracer):
+        if isinstance(e, np.ndarray | Tracer):
             advanced.append((dim, e))
-            start.append(0)
-            stride.append(1)
-            size.append(n)
+            window = (0, 1, n, False)
             out_shape.extend(e.shape)
-        elif isinstance(e, int | np.integer) and not isinstance(e, bool):
-            i = int(e)
-            if not -n <= i < n:
-                raise IndexError(
-                    f"index {i} is out of bounds for axis {dim} with size {n}")
-            start.append(i % n)
-            stride.append(1)
-            size.append(1)
         else:
-            raise IndexError(
-                f"unsupported index {e!r} of type {type(e).__name__}: pullback indexes "
-                "with ints, slices, None, ... and one integer array")
+            window = window_entry(e, n, dim)
+            if window is None:
+                raise IndexError(
+                    f"unsupported index {e!r} of type {type(e).__name__}: pullback indexes "
+                    "with ints, slices, None, ... and one integer array")
+            if window[3]:
+                out_shape.append(window[2])
+        start.append(window[0])
+        stride.append(window[1])
+        size.append(window[2])
         dim += 1
     if len(advanced) > 1:
         raise IndexError(
