@@ -51,33 +51,21 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str)
         return workload.objective(*params, *data)
 
     pb.clear_caches()
-    if workload.transform != "gradient":
-        return _run_pullback_transform(pb, workload, loss, problem.params, repeat, options)
     first, (compiled, gradient) = time_once(
-        lambda: _compile_and_call(pb, loss, problem.params, options)
+        lambda: _compile_and_call(pb, loss, problem.params, options, workload.transform)
     )
     steady = measure(lambda: compiled(*problem.params), repeat)
     phases = {key: float(value) for key, value in getattr(compiled, "timings", {}).items()}
     return EngineResult(steady=steady, first_call=first, gradient=gradient, phases=phases)
 
 
-def _run_pullback_transform(pb: Any, workload: Workload, loss: Any, params: tuple,
-                            repeat: int, options: dict) -> EngineResult:
-    """`pb.jacobian` / `pb.hessian` calls: each traces (compile cached) and runs natively."""
-    transform = getattr(pb, workload.transform)
-
-    def call() -> tuple:
-        out = transform(loss, *params, **options)
-        return out if workload.transform == "jacobian" else (out,)
-
-    first, gradient = time_once(call)
-    steady = measure(call, repeat)
-    return EngineResult(steady=steady, first_call=first, gradient=gradient)
-
-
-def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict) -> tuple[Any, Any]:
-    compiled = pb.compile(loss, *params, mode="gradient", **options)
-    return compiled, compiled(*params)
+def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict,
+                      mode: str) -> tuple[Any, Any]:
+    """`pb.compile` in the workload's mode (gradient, jacobian, hessian) and one call;
+    a Hessian is wrapped in a tuple like the other engines' results."""
+    compiled = pb.compile(loss, *params, mode=mode, **options)
+    out = compiled(*params)
+    return compiled, (out,) if mode == "hessian" else out
 
 
 def run_jax(workload: Workload, problem: Problem, repeat: int) -> EngineResult:

@@ -22,8 +22,9 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 
+from pullback.compiler import host_calls
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import StopGradientOp
+from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
 
 Impl = Callable[..., np.ndarray]
 
@@ -131,8 +132,18 @@ def _concatenate(op: A.ConcatenateOp, *xs: np.ndarray) -> np.ndarray:
     return np.concatenate(xs, axis=op.axis.value.data)
 
 
+def _host_call(op: CallbackGradOp, g: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The gradient the host function passes on (`pullback.compiler.host_calls`)."""
+    flat = np.ravel(g)
+    out = host_calls.call(int(table), op.slot.value.data, op.unreached is not None, flat)
+    return (flat if out is None else out).reshape(g.shape)
+
+
 IMPLS: dict[type[Operation], Impl] = {
     StopGradientOp: lambda op, x: x,
+    CallbackOp: lambda op, x, table: x,
+    CallbackGradOp: _host_call,
+    HookOp: lambda op, x: x,
     A.ConstantOp: _constant,
     A.FullOp: _full,
     A.NegOp: _unary(np.negative),

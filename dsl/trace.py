@@ -43,6 +43,7 @@ class Trace:
         self._params: dict[int, np.ndarray] = {id(p): p for p in params}
         self._hidden_by_id: dict[int, object] = {}
         self._numbering: dict[SSAValue, int] = {}
+        self._insertion: list[Block] = [self.block]
 
     def is_param(self, value: object) -> bool:
         """Whether `value` is one of this trace's implicit parameters (by identity)."""
@@ -89,7 +90,7 @@ class Trace:
         """Append `op`; return the tracer of its single result."""
         from pullback.dsl.tracer import Tracer
 
-        self.block.add_op(op)
+        self._insertion[-1].add_op(op)
         props = tuple((k, str(v)) for k, v in op.properties.items())
         operands = tuple(self._numbering[o] for o in op.operands)
         self.key.append((op.name, operands, props, str(op.results[0].type)))
@@ -99,6 +100,53 @@ class Trace:
     def full(self, value: float | int | bool, shape: tuple[int, ...], dtype: np.dtype):
         """A constant array (folded Python scalar)."""
         return self.emit(ad.FullOp(value, dtypes.tensor_type(shape, dtype)))
+
+    # -- regions ------------------------------------------------------------------------
+
+    @contextmanager
+    def region(self) -> Iterator[Block]:
+        """Record the ops emitted inside the `with` into a fresh detached block.
+
+        The block's ops may use values of the enclosing function (its inputs, earlier
+        ops); a caller turns it into a function of its own, transforms it, and brings
+        the result back with `inline`. Inputs (`new_input`, `hidden_input`) still go to
+        the function's entry block.
+        """
+        block = Block()
+        self._insertion.append(block)
+        try:
+            yield block
+        finally:
+            self._insertion.pop()
+
+    def region_input(self, block: Block, shape: tuple[int, ...], dtype: np.dtype):
+        """A tracer for a new argument of the region `block`."""
+        from pullback.dsl.tracer import Tracer
+
+        t = dtypes.tensor_type(shape, dtype)
+        arg = block.insert_arg(t, len(block.args))
+        self._number(arg)
+        self.key.append(("region_arg", str(t)))
+        return Tracer(self, arg)
+
+    def inline(self, fn: func.FuncOp, args: Sequence[SSAValue]) -> list[SSAValue]:
+        """Emit a copy of the single-block function `fn` with its arguments bound to
+        `args`; the values it returns."""
+        block = fn.body.block
+        if len(args) != len(block.args):
+            raise ValueError(
+                f"inlining @{fn.sym_name.data} needs {len(block.args)} arguments, "
+                f"got {len(args)}")
+        mapping: dict[SSAValue, SSAValue] = dict(zip(block.args, args, strict=True))
+        outputs: Sequence[SSAValue] = ()
+        for op in block.ops:
+            if isinstance(op, func.ReturnOp):
+                outputs = op.arguments
+                break
+            if len(op.results) != 1 or op.regions:
+                raise ValueError(f"cannot inline '{op.name}': one result and no regions")
+            mapping[op.results[0]] = self.emit(op.clone_without_regions(mapping)).value
+        return [mapping.get(v, v) for v in outputs]
 
     # -- result -----------------------------------------------------------------------
 

@@ -8,12 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from pullback import api, devices, pipeline
+from pullback import api, devices, jacobians, pipeline
+from pullback.params import Params
 from pullback.program import STATIC, Program, input_array, trace_program
 from pullback.pytree import flatten
 from pullback.results import gradients, output_value
 
-COMPILE_MODES = ("value", "gradient", "withgradient", "pullback")
+COMPILE_MODES = ("value", "gradient", "withgradient", "pullback", "jacobian", "withjacobian",
+                 "hessian", "hessian_reverse", "diaghessian")
+BATCHED_MODES = COMPILE_MODES[4:]
+"""Modes computed by a `JacobianCall` or `SecondDerivativeCall` (one native call)."""
 
 
 class Compiled:
@@ -31,13 +35,15 @@ class Compiled:
                 f"unknown mode '{mode}'; accepted modes: {', '.join(COMPILE_MODES)}")
         self.mode = mode
         self.device = device
+        if mode in BATCHED_MODES:
+            self._init_batched(f, args)
+            return
+        self._plan: Any = None
         t0 = time.perf_counter()
         self.program: Program = trace_program(f, args)
         trace_time = time.perf_counter() - t0
         leaves, _ = flatten(tuple(args))
-        self._signature = _signature(self.program, leaves)
-        self._static = [leaf if k == STATIC else None
-                        for leaf, k in zip(leaves, self.program.in_kinds)]
+        self._remember_signature(leaves)
         self._cts: tuple[int, ...] = ()
         if mode in ("gradient", "withgradient"):
             primary = api._primary_result(self.program, mode)
@@ -59,20 +65,61 @@ class Compiled:
                                           "compile": time.perf_counter() - t0}
         self.timings.update(self._built.timings)
 
+    def _init_batched(self, f: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Jacobian and Hessian modes: the traced, compiled call of `jacobians`."""
+        t0 = time.perf_counter()
+        if self.mode in ("jacobian", "withjacobian"):
+            self._plan = jacobians.JacobianCall(f, args, self.device, self.mode, keep_ir=True)
+        else:
+            if self.mode != "diaghessian":
+                if len(args) != 1:
+                    raise TypeError(f"{self.mode} takes one argument x, got {len(args)}")
+                jacobians.check_hessian_argument(args[0], self.mode)
+            core = "hessian_reverse" if self.mode == "hessian_reverse" else "hessian"
+            self._plan = jacobians.SecondDerivativeCall(f, args, self.device, core, self.mode,
+                                                        keep_ir=True)
+        self.program = self._plan.traced.program
+        self._remember_signature(self._free_leaves(args))
+        self.timings = {"compile": time.perf_counter() - t0}
+        built = self._plan.built
+        self.timings.update(built.timings if built is not None else {})
+        self._built = built
+
+    def _remember_signature(self, leaves: list[Any]) -> None:
+        self._signature = _signature(self.program, leaves)
+        self._static = [leaf if k == STATIC else None
+                        for leaf, k in zip(leaves, self.program.in_kinds)]
+
+    def _free_leaves(self, args: tuple[Any, ...]) -> list[Any]:
+        params = getattr(self._plan, "params", None)
+        if params is None:
+            return self._plan.traced.free_leaves(args)
+        if len(args) != 1 or not isinstance(args[0], Params) or args[0] is not params:
+            raise TypeError("this compiled function was made for one pb.Params; call it "
+                            "with that same Params object")
+        return []
+
+    @property
+    def _compiled(self) -> pipeline.Built:
+        if self._built is None:
+            raise AttributeError("nothing was compiled: the output is a constant, or has no "
+                                 "derivative with respect to the arguments")
+        return self._built
+
     @property
     def stages(self) -> dict[str, str]:
         """MLIR text after each stage, in pipeline order."""
-        return dict(self._built.stages)
+        return {} if self._built is None else dict(self._built.stages)
 
     @property
     def code(self) -> str:
         """The generated target code: LLVM IR ("cpu") or OpenCL C ("opencl")."""
-        return pipeline.target_code(self._built.executable)
+        return pipeline.target_code(self._compiled.executable)
 
     @property
     def llvm_ir(self) -> str:
         """The optimised LLVM IR of the native entry point (device "cpu")."""
-        ir = getattr(self._built.executable, "llvm_ir", None)
+        ir = getattr(self._compiled.executable, "llvm_ir", None)
         if ir is None:
             raise AttributeError(
                 f"no LLVM IR: compiled for device '{self.device}'; see .opencl_source")
@@ -81,7 +128,7 @@ class Compiled:
     @property
     def opencl_source(self) -> str:
         """The generated OpenCL C program (an "opencl" device)."""
-        src = getattr(self._built.executable, "opencl_source", None)
+        src = getattr(self._compiled.executable, "opencl_source", None)
         if src is None:
             raise AttributeError(
                 f"no OpenCL source: compiled for device '{self.device}'; see .llvm_ir")
@@ -89,13 +136,13 @@ class Compiled:
 
     def ir(self, stage: str = "simplify") -> str:
         """MLIR text after `stage` (one of `stages`)."""
-        if stage not in self._built.stages:
-            raise KeyError(f"no stage '{stage}'; stages: {', '.join(self._built.stages)}")
-        return self._built.stages[stage]
+        stages = self._compiled.stages
+        if stage not in stages:
+            raise KeyError(f"no stage '{stage}'; stages: {', '.join(stages)}")
+        return stages[stage]
 
-    def _inputs(self, args: tuple[Any, ...]) -> tuple[list[Any], list[np.ndarray]]:
-        leaves, tree = flatten(tuple(args))
-        if tree != self.program.in_tree or _signature(self.program, leaves) != self._signature:
+    def _check(self, leaves: list[Any], same_tree: bool) -> None:
+        if not same_tree or _signature(self.program, leaves) != self._signature:
             raise TypeError(
                 "this compiled function was made for arguments with signature "
                 f"{self._signature}, got {_signature(self.program, leaves)}; call "
@@ -105,6 +152,10 @@ class Compiled:
                 raise TypeError(
                     f"a non-array argument changed from {static!r} to {leaf!r}; "
                     "call pb.compile again")
+
+    def _inputs(self, args: tuple[Any, ...]) -> tuple[list[Any], list[np.ndarray]]:
+        leaves, tree = flatten(tuple(args))
+        self._check(leaves, tree == self.program.in_tree)
         return leaves, self.program.arguments(leaves)
 
     def __call__(self, *args: Any) -> Any:
@@ -115,6 +166,8 @@ class Compiled:
             self.timings["run"] = time.perf_counter() - start
 
     def _call(self, args: tuple[Any, ...]) -> Any:
+        if self._plan is not None:
+            return self._call_batched(args)
         leaves, inputs = self._inputs(args)
         if self.mode == "pullback":
             assert self._value is not None
@@ -135,6 +188,17 @@ class Compiled:
             return grads
         return api.WithGradient(output_value(self.program, outs[:n]), grads)
 
+    def _call_batched(self, args: tuple[Any, ...]) -> Any:
+        leaves = self._free_leaves(args)
+        self._check(leaves, len(leaves) == len(self.program.in_kinds))
+        if self.mode == "jacobian":
+            return self._plan(args).grad
+        if self.mode == "withjacobian":
+            return self._plan(args)
+        if self.mode == "diaghessian":
+            return jacobians.diagonal_of_rows(args, self._plan(args), self._plan.offsets)
+        return jacobians.hessian_of_rows(args[0], self._plan(args))
+
 
 def _signature(program: Program, leaves: list[Any]) -> tuple[Any, ...]:
     sig = []
@@ -154,8 +218,9 @@ def compile(f: Callable[..., Any], *example_args: Any, mode: str = "gradient",  
     Args:
       f: the function.
       *example_args: arguments fixing shapes, dtypes and structure.
-      mode: "value" (f itself), "gradient", "withgradient" or "pullback" (calls return
-        what `pb.value`/`pb.gradient`/`pb.withgradient`/`pb.pullback` would).
+      mode: "value" (f itself), "gradient", "withgradient", "pullback", "jacobian",
+        "withjacobian", "hessian", "hessian_reverse" or "diaghessian": calls return what
+        the function of that name (`pb.gradient`, `pb.jacobian`, ...) would.
       device: "cpu" by default.
 
     Returns:

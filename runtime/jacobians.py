@@ -19,16 +19,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pullback import devices, pipeline
-from pullback.program import DIFF, Program, input_array, trace_program
+from pullback.params import Grads, IdDict, Params
+from pullback.program import DIFF, Program, implicit_params, input_array, trace_program
 from pullback.pytree import flatten
 from pullback.results import output_value, value_leaf
 
 
 class WithJacobian(NamedTuple):
-    """The value of a function and its Jacobians, one per argument."""
+    """The value of a function and its Jacobians: one per argument, or `Grads`."""
 
     val: Any
-    grad: tuple[Any, ...]
+    grad: tuple[Any, ...] | Grads
 
 
 def _is_number(x: Any) -> bool:
@@ -49,6 +50,22 @@ class _Traced:
     program: Program
     leaves: list[Any]
     position: list[int | None]
+    fixed: list[Any] = dataclasses.field(default_factory=list)
+    """Per user argument: the value it was fixed to, or None if it is traced."""
+
+    def free_leaves(self, args: tuple[Any, ...]) -> list[Any]:
+        """The leaves of the traced arguments among new `args` (for compiled calls)."""
+        if len(args) != len(self.position):
+            raise TypeError(f"this compiled function takes {len(self.position)} arguments, "
+                            f"got {len(args)}")
+        free = []
+        for a, fx in zip(args, self.fixed, strict=True):
+            if fx is None:
+                free.append(a)
+            elif a != fx:
+                raise TypeError(f"the integer argument {fx!r} is fixed in this compiled "
+                                f"function, got {a!r}; call pb.compile again")
+        return flatten(tuple(free))[0]
 
 
 def _traced_call(f: Callable[..., Any], args: tuple[Any, ...], fname: str) -> _Traced:
@@ -86,7 +103,8 @@ def _trace(f: Callable[..., Any], args: tuple[Any, ...], fixed: list[bool]) -> _
             continue
         position.append(traced.index(leaf) if _is_numeric(a) else None)
         leaf += len(flatten(a)[0])
-    return _Traced(program, leaves, position)
+    return _Traced(program, leaves, position,
+                   [a if fx else None for a, fx in zip(args, fixed, strict=True)])
 
 
 def _single_output(program: Program, fname: str) -> Any:
@@ -117,58 +135,106 @@ def _arg_dtype(x: Any) -> np.dtype:
 # ----------------------------------------------------------------------------
 
 
+class JacobianCall:
+    """A Jacobian traced and compiled once: call it with arguments of the same signature.
+
+    Explicit arguments, or implicit mode: a zero-argument `f` and one `pb.Params`, whose
+    Jacobians come back as `Grads` (a `(y.size, p.size)` matrix per parameter).
+    """
+
+    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], device: str,
+                 fname: str, keep_ir: bool = False):
+        self.params: Params | None = implicit_params(args, fname)
+        if self.params is None:
+            self.traced = _traced_call(f, args, fname)
+            wrt = tuple(p for p in self.traced.position if p is not None)
+        else:
+            if not callable(f):
+                raise TypeError(f"{fname} needs a callable as its first argument, "
+                                f"got {type(f).__name__}")
+            program = trace_program(f, (), params=list(self.params))
+            self.traced = _Traced(program, [], [None], [self.params])
+            wrt = tuple(a for a, _ in program.param_args())
+        program = self.traced.program
+        self.out = _single_output(program, fname)
+        self.built: pipeline.Built | None = None
+        self._seeds: list[np.ndarray] = []
+        if isinstance(self.out, int) and wrt:
+            shape, dtype = program.result_types()[self.out]
+            m = int(np.prod(shape, dtype=np.int64))
+            self._seeds = [np.eye(m, dtype=dtype).reshape((m, *shape))]
+            self.built = pipeline.compiled(program, "jacobian", device, keep_ir=keep_ir,
+                                           cotangents=(self.out,), wrt=wrt)
+        elif isinstance(self.out, int):
+            self.built = pipeline.compiled(program, "value", device, keep_ir=keep_ir)
+
+    def __call__(self, args: tuple[Any, ...]) -> WithJacobian:
+        program = self.traced.program
+        leaves = [] if self.params is not None else self.traced.free_leaves(args)
+        grads: dict[int, np.ndarray] = {}
+        if self.built is None:
+            y, value = self.out, value_leaf(self.out)
+        else:
+            outs = self.built.run([*program.arguments(leaves), *self._seeds])
+            results = outs[:self.built.num_results]
+            y, value = results[self.out], output_value(program, results)
+            grads = dict(zip(self.built.grad_args, outs[self.built.num_results:], strict=True))
+        rows = int(np.asarray(y).size)
+        if self.params is not None:
+            return WithJacobian(value, self._param_jacobians(grads, rows))
+        return WithJacobian(value, self._jacobians(args, grads, rows))
+
+    def _jacobians(self, args: tuple[Any, ...], grads: dict[int, np.ndarray],
+                   rows: int) -> tuple[Any, ...]:
+        jac = []
+        for a, p in zip(args, self.traced.position, strict=True):
+            if not _is_numeric(a):
+                jac.append(None)
+                continue
+            g = grads.get(p) if p is not None else None
+            jac.append(_matrix(g, rows, a))
+        return tuple(jac)
+
+    def _param_jacobians(self, grads: dict[int, np.ndarray], rows: int) -> Grads:
+        assert self.params is not None
+        read = {id(arr): arg for arg, arr in self.traced.program.param_args()}
+        out = IdDict()
+        for p in self.params:
+            arg = read.get(id(p))
+            out[p] = _matrix(None if arg is None else grads.get(arg), rows, p)
+        return Grads(self.params, out)
+
+
+def _matrix(g: np.ndarray | None, rows: int, a: Any) -> np.ndarray:
+    """One argument's Jacobian block: (rows, a.size), a vector for a number; zeros where
+    there is no derivative."""
+    cols = int(np.asarray(a).size)
+    if g is None:
+        g = np.zeros((rows, cols), dtype=_arg_dtype(a))
+    return g.reshape(rows) if _is_number(a) else g.reshape(rows, cols)
+
+
 def _run_jacobian(f: Callable[..., Any], args: tuple[Any, ...], device: str | None,
                   fname: str) -> WithJacobian:
-    dev = devices.resolve(device)
-    t = _traced_call(f, args, fname)
-    program = t.program
-    out = _single_output(program, fname)
-    wrt = tuple(p for p in t.position if p is not None)
-    inputs = program.arguments(t.leaves)
-    grads: dict[int, np.ndarray] = {}
-    if not isinstance(out, int):
-        y = out
-        value: Any = value_leaf(out)
-    elif not wrt:
-        built = pipeline.compiled(program, "value", dev)
-        results = built.run(inputs)
-        y, value = results[out], output_value(program, results)
-    else:
-        shape, dtype = program.result_types()[out]
-        m = int(np.prod(shape, dtype=np.int64))
-        seeds = np.eye(m, dtype=dtype).reshape((m, *shape))
-        built = pipeline.compiled(program, "jacobian", dev, cotangents=(out,), wrt=wrt)
-        outs = built.run([*inputs, seeds])
-        results = outs[:built.num_results]
-        y, value = results[out], output_value(program, results)
-        grads = dict(zip(built.grad_args, outs[built.num_results:], strict=True))
-    rows = int(np.asarray(y).size)
-    jac = []
-    for a, p in zip(args, t.position, strict=True):
-        if not _is_numeric(a):
-            jac.append(None)
-            continue
-        cols = int(np.asarray(a).size)
-        g = grads.get(p) if p is not None else None
-        if g is None:
-            g = np.zeros((rows, cols), dtype=_arg_dtype(a))
-        jac.append(g.reshape(rows) if _is_number(a) else g.reshape(rows, cols))
-    return WithJacobian(value, tuple(jac))
+    return JacobianCall(f, args, devices.resolve(device), fname)(args)
 
 
-def jacobian(f: Callable[..., Any], *args: Any, device: str | None = None) -> tuple[Any, ...]:
+def jacobian(f: Callable[..., Any], *args: Any,
+             device: str | None = None) -> tuple[Any, ...] | Grads:
     """The Jacobian of `f` at `args`, one matrix per argument, from one native call.
 
     Args:
       f: a function returning one real array or number `y`.
-      *args: the point. Integer inputs are promoted to float64.
+      *args: the point. Integer inputs are promoted to float64. Or, in implicit mode, one
+        `pb.Params` and a zero-argument `f`.
       device: "cpu" (default; see `pb.device`).
 
     Returns:
       A tuple with one entry per argument: for an array `a` the matrix of shape
       `(y.size, a.size)` with `J[k, i] = d y.ravel()[k] / d a.ravel()[i]`; for a number a
       vector of length `y.size`; `None` for anything else (strings, containers, objects).
-      Arguments the output does not depend on get zeros.
+      Arguments the output does not depend on get zeros. In implicit mode, `Grads` with
+      the `(y.size, p.size)` matrix of each parameter `p`.
 
     Example:
       >>> pb.jacobian(lambda a, x: a ** 2 * x, np.array([1, 2, 3]), 1)[1]
@@ -204,49 +270,88 @@ def _scalar_output(program: Program, fname: str) -> int | None:
     return out
 
 
-def _second_derivatives(f: Callable[..., Any], args: tuple[Any, ...], device: str | None,
-                        mode: str, fname: str) -> tuple[list[np.ndarray | None], list[int]]:
-    """For each numeric argument i, the rows `d grad_i / d direction` of shape (N, n_i),
-    N the total size of the numeric arguments (None for other arguments); and the
-    offset of each argument among the N directions."""
-    dev = devices.resolve(device)
-    t = _traced_call(f, args, fname)
-    program = t.program
-    out = _scalar_output(program, fname)
-    sizes = [int(np.asarray(a).size) if _is_numeric(a) else 0 for a in args]
-    offsets = [int(v) for v in np.cumsum([0, *sizes[:-1]])]
-    total = sum(sizes)
-    wrt = tuple(p for p in t.position if p is not None)
-    blocks: dict[int, np.ndarray] = {}
-    if out is not None and wrt:
-        built = pipeline.compiled(program, mode, dev, wrt=wrt)
-        inputs = program.arguments(t.leaves)
-        for p in built.batched_args:
-            i = t.position.index(p)
-            arr = input_array(args[i], DIFF)
-            seed = np.zeros((total, sizes[i]), dtype=arr.dtype)
-            seed[offsets[i]:offsets[i] + sizes[i]] = np.eye(sizes[i], dtype=arr.dtype)
-            inputs.append(seed.reshape((total, *arr.shape)))
-        outs = built.run(inputs)
-        blocks = dict(zip(built.grad_args, outs[built.num_results:], strict=True))
-    rows: list[np.ndarray | None] = []
-    for a, p, n in zip(args, t.position, sizes, strict=True):
-        if not _is_numeric(a):
-            rows.append(None)
+class SecondDerivativeCall:
+    """Second derivatives of a real-valued `f`, traced and compiled once.
+
+    Calling it gives, for each numeric argument i, the rows `d grad_i / d direction` of
+    shape (N, n_i), N the total size of the numeric arguments (None for other
+    arguments); `offsets[i]` is where argument i's directions start among the N.
+    """
+
+    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], device: str, mode: str,
+                 fname: str, keep_ir: bool = False):
+        self.traced = _traced_call(f, args, fname)
+        program = self.traced.program
+        out = _scalar_output(program, fname)
+        self.sizes = [int(np.asarray(a).size) if _is_numeric(a) else 0 for a in args]
+        self.offsets = [int(v) for v in np.cumsum([0, *self.sizes[:-1]])]
+        self.numeric = [_is_numeric(a) for a in args]
+        self.dtypes = [_arg_dtype(a) if _is_numeric(a) else None for a in args]
+        wrt = tuple(p for p in self.traced.position if p is not None)
+        self.built: pipeline.Built | None = None
+        self._seeds: list[np.ndarray] = []
+        if out is not None and wrt:
+            self.built = pipeline.compiled(program, mode, device, keep_ir=keep_ir, wrt=wrt)
+            self._seeds = [self._seed(args, self.traced.position.index(p))
+                           for p in self.built.batched_args]
+
+    def _seed(self, args: tuple[Any, ...], i: int) -> np.ndarray:
+        """Argument i's block of the identity over all N directions, shaped for the batch."""
+        arr = input_array(args[i], DIFF)
+        total, n = sum(self.sizes), self.sizes[i]
+        seed = np.zeros((total, n), dtype=arr.dtype)
+        seed[self.offsets[i]:self.offsets[i] + n] = np.eye(n, dtype=arr.dtype)
+        return seed.reshape((total, *arr.shape))
+
+    def __call__(self, args: tuple[Any, ...]) -> list[np.ndarray | None]:
+        total = sum(self.sizes)
+        blocks: dict[int, np.ndarray] = {}
+        if self.built is not None:
+            leaves = self.traced.free_leaves(args)
+            outs = self.built.run([*self.traced.program.arguments(leaves), *self._seeds])
+            blocks = dict(zip(self.built.grad_args, outs[self.built.num_results:], strict=True))
+        rows: list[np.ndarray | None] = []
+        for numeric, p, n, dt in zip(self.numeric, self.traced.position, self.sizes,
+                                     self.dtypes, strict=True):
+            if not numeric:
+                rows.append(None)
+                continue
+            block = blocks.get(p) if p is not None else None
+            rows.append(np.zeros((total, n), dt) if block is None else block.reshape(total, n))
+        return rows
+
+
+def hessian_of_rows(x: Any, rows: list[np.ndarray | None]) -> Any:
+    """The Hessian of a one-argument call from its `SecondDerivativeCall` rows."""
+    (h,) = rows
+    assert h is not None
+    return float(h[0, 0]) if _is_number(x) else h
+
+
+def diagonal_of_rows(args: tuple[Any, ...], rows: list[np.ndarray | None],
+                     offsets: list[int]) -> tuple[Any, ...]:
+    """`diaghessian`'s result from `SecondDerivativeCall` rows."""
+    out: list[Any] = []
+    for a, r, start in zip(args, rows, offsets, strict=True):
+        if r is None:
+            out.append(None)
             continue
-        block = blocks.get(p) if p is not None else None
-        rows.append(np.zeros((total, n), _arg_dtype(a)) if block is None
-                    else block.reshape(total, n))
-    return rows, offsets
+        n = r.shape[1]
+        diag = r[start + np.arange(n), np.arange(n)]
+        out.append(float(diag[0]) if _is_number(a) else diag.reshape(np.shape(a)))
+    return tuple(out)
 
 
-def _hessian(f: Callable[..., Any], x: Any, device: str | None, mode: str, fname: str) -> Any:
+def check_hessian_argument(x: Any, fname: str) -> None:
     if not _is_numeric(x):
         raise TypeError(f"{fname} needs x to be a number or a numeric array, got "
                         f"{type(x).__name__}; use pb.diaghessian for several arguments")
-    (h,), _ = _second_derivatives(f, (x,), device, mode, fname)
-    assert h is not None
-    return float(h[0, 0]) if _is_number(x) else h
+
+
+def _hessian(f: Callable[..., Any], x: Any, device: str | None, mode: str, fname: str) -> Any:
+    check_hessian_argument(x, fname)
+    call = SecondDerivativeCall(f, (x,), devices.resolve(device), mode, fname)
+    return hessian_of_rows(x, call((x,)))
 
 
 def hessian(f: Callable[..., Any], x: Any, *, device: str | None = None) -> Any:
@@ -281,17 +386,9 @@ def diaghessian(f: Callable[..., Any], *args: Any, device: str | None = None) ->
     `d^2 f / d x_j^2` for each element x_j; `None` for arguments that are not numbers or
     arrays. All arguments are done in one native call, batched over every direction.
     """
-    rows, offsets = _second_derivatives(f, args, device, "hessian", "diaghessian")
-    out: list[Any] = []
-    for a, r, start in zip(args, rows, offsets, strict=True):
-        if r is None:
-            out.append(None)
-            continue
-        n = r.shape[1]
-        diag = r[start + np.arange(n), np.arange(n)]
-        out.append(float(diag[0]) if _is_number(a) else diag.reshape(np.shape(a)))
-    return tuple(out)
+    call = SecondDerivativeCall(f, args, devices.resolve(device), "hessian", "diaghessian")
+    return diagonal_of_rows(args, call(args), call.offsets)
 
 
-__all__ = ["WithJacobian", "diaghessian", "hessian", "hessian_reverse", "jacobian",
-           "withjacobian"]
+__all__ = ["JacobianCall", "SecondDerivativeCall", "WithJacobian", "diaghessian", "hessian",
+           "hessian_reverse", "jacobian", "withjacobian"]

@@ -23,6 +23,7 @@ from pullback.compiler.context import make_context
 from pullback.compiler.dialects.array import FullOp, shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
+from pullback.dsl.forwarddiff import FORWARDDIFF_MARK, drop_derivative_terms
 from pullback.program import Program
 
 MODES = ("value", "gradient", "pullback", "jacobian", "hessian", "hessian_reverse")
@@ -115,6 +116,8 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     rec.stage("trace", module)
     entry, grad_args, batched = program.name, (), ()
     wrt = wrt or tuple(program.diff_args())
+    if mode in ("hessian", "hessian_reverse"):
+        _check_first_order_only(module)
     if mode in BATCHED_MODES:
         t0 = time.perf_counter()
         entry, grad_args, batched = _batched_derivative(ctx, module, program.name, mode,
@@ -132,6 +135,7 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
         grad_args = _int_array_attr(_function(module, entry), "pullback.wrt")
         rec.timed("autodiff", t0)
         rec.stage("autodiff", module)
+    drop_derivative_terms(module)
     t0 = time.perf_counter()
     for name in CLEANUP:
         get_pass(name)().apply(ctx, module)
@@ -149,6 +153,16 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
         print(f"// -----// {target_code_name(device)} //----- //\n"
               f"{target_code(executable)}\n", file=sys.stderr)
     return Built(executable, entry, grad_args, num_results, rec.stages, rec.timings, batched)
+
+
+def _check_first_order_only(module: ModuleOp) -> None:
+    """Second derivatives cannot pass a forwarddiff region (its Jacobian is constant)."""
+    for op in module.walk():
+        if FORWARDDIFF_MARK in op.attributes:
+            raise NotImplementedError(
+                "second derivatives through pb.forwarddiff are not supported: the region's "
+                "Jacobian is a constant to further differentiation; compute the Hessian "
+                "without pb.forwarddiff")
 
 
 def _compile_for(device: str, module: ModuleOp, entry: str, keep_ir: bool) -> Any:

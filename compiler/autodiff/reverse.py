@@ -1,7 +1,9 @@
 """Reverse mode: `autodiff` adds `@f_vjp(args..., cotangents...) -> (results..., grads...)`.
 
 The body is the primal (cloned), then one sweep over the active ops in reverse
-order that calls each op's VJP rule and accumulates gradients with `array.add`.
+order that calls each op's VJP rule and accumulates gradients with `array.add`
+(an op whose result gets no cotangent, active or not, is offered to its *unreached*
+rule, if it has one: see `rules.ad.UNREACHED_RULES`).
 Activity: a value is active when it is a float tensor computed from a float
 argument; rules are asked only for active operands. An argument whose adjoint
 stays empty (no path to a result, or only through compare, select conditions or
@@ -29,6 +31,7 @@ from pullback.compiler.autodiff.functions import (
     selected_functions,
 )
 from pullback.compiler.autodiff.rules import vjp_rule
+from pullback.compiler.autodiff.rules.ad import unreached_rule
 from pullback.compiler.dialects.array import shape_of
 
 
@@ -74,11 +77,12 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
     tape: list[Operation] = []
     for op in ops:
         clone = clone_into(new, op, mapping)
-        if any(v in active for v in clone.operands):
-            live = [r for r in clone.results if is_float(r)]
-            if live:
-                active.update(live)
-                tape.append(clone)
+        live = [r for r in clone.results if is_float(r)]
+        if live and any(v in active for v in clone.operands):
+            active.update(live)
+            tape.append(clone)
+        elif unreached_rule(clone) is not None:
+            tape.append(clone)  # inactive, but it acts when it gets no cotangent
 
     adjoints: dict[SSAValue, SSAValue] = {}
     for k, i in enumerate(takes_cotangent):
@@ -90,6 +94,9 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
     for op in reversed(tape):
         g = adjoints.pop(op.results[0], None)
         if g is None:
+            unreached = unreached_rule(op)
+            if unreached is not None:
+                unreached(e, op)
             continue
         needs = tuple(v in active for v in op.operands)
         grads = vjp_rule(op)(e, op, g, needs)

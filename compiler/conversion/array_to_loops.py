@@ -32,6 +32,12 @@ Output IR, destination-passing style:
   m, n, k, trans_a, trans_b)` on row-major buffers cast to `memref<?xT>`, declared
   private. A transpose of the last two dimensions feeding a product becomes a flag.
   Each target supplies the implementation (BLAS on CPU).
+* Host calls (`ad.callback_grad`) become `func.call @pullback_host_call_<T>(table,
+  slot, unreached, n, src, dst)`, declared private: the target hands the `n`
+  elements of `src` to host function `slot` of the callback table whose token is
+  in the i64 buffer `table`, and writes the gradient it passes on into `dst`.
+  `ad.callback` and `ad.hook` are the identity after AD and are dropped, like
+  `ad.stop_gradient`.
 
 The option `function` lowers only that function and drops every other function;
 empty lowers every function with tensor arguments or results.
@@ -65,7 +71,7 @@ from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel
 from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
 from pullback.compiler.conversion.kernels import build_kernel, map_kernel
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import StopGradientOp
+from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
 from pullback.compiler.transforms.fusion import (
     FusionPlan,
     Kernel,
@@ -79,6 +85,14 @@ NOALIAS = DictionaryAttr({"llvm.noalias": UnitAttr()})
 def matmul_symbol(element_type: Attribute) -> str:
     """The external matrix-product function for an element type."""
     return f"pullback_matmul_{element_type}"
+
+
+HOST_CALL_PREFIX = "pullback_host_call_"
+
+
+def host_call_symbol(element_type: Attribute) -> str:
+    """The external host-call function for gradients of an element type."""
+    return f"{HOST_CALL_PREFIX}{element_type}"
 
 
 def _noalias(n: int) -> ArrayAttr[DictionaryAttr]:
@@ -136,6 +150,8 @@ class _Lowering:
         for kernel in self.plan.kernels:
             if isinstance(kernel.op, A.MatmulOp):
                 self._matmul(hw, kernel.op, {v: bufs[i] for v, i in home.items()})
+            elif isinstance(kernel.op, CallbackGradOp):
+                self._host_call(hw, kernel.op, {v: bufs[i] for v, i in home.items()})
             else:
                 self._kernel(hw, kernel, home)
         for v, j in copies:
@@ -203,6 +219,28 @@ class _Lowering:
         hw.add(func.CallOp(symbol, [*operands, out, *sizes], []))
 
 
+    def _host_call(self, hw: KernelWriter, op: CallbackGradOp,
+                   bufs: dict[SSAValue, SSAValue]) -> None:
+        el = A.element_type_of(op.result)
+        if el not in (f64, f32):
+            raise NotImplementedError(f"ad.callback_grad has no lowering for element type {el}")
+        dyn = MemRefType(el, [DYNAMIC_INDEX])
+        table_type = MemRefType(i64, [DYNAMIC_INDEX])
+        symbol = host_call_symbol(el)
+        if symbol not in self.externs:
+            self.externs[symbol] = func.FuncOp.external(
+                symbol, [table_type, i64, i64, i64, dyn, dyn], [])
+        table = hw.add(memref.CastOp.get(bufs[op.table], table_type))
+        src = hw.add(memref.CastOp.get(bufs[op.operand], dyn))
+        dst = hw.add(memref.CastOp.get(bufs[op.result], dyn))
+        size = 1
+        for d in A.shape_of(op.result):
+            size *= d
+        flags = [op.slot.value.data, int(op.unreached is not None), size]
+        scalars = [hw.constant(x, i64) for x in flags]
+        hw.add(func.CallOp(symbol, [table, *scalars, src, dst], []))
+
+
 def _kind(op: Operation | None) -> str:
     match op:
         case A.CumsumOp():
@@ -213,10 +251,11 @@ def _kind(op: Operation | None) -> str:
             return "copy"
 
 
-def _forward_stop_gradients(module: ModuleOp) -> None:
-    """Replace each `ad.stop_gradient` by its operand: after AD it is the identity."""
-    for op in list(module.walk()):
-        if isinstance(op, StopGradientOp):
+def _forward_identities(module: ModuleOp) -> None:
+    """Replace each `ad.stop_gradient`, `ad.callback` and `ad.hook` by its operand:
+    after AD they are the identity (innermost first: hook regions go with their op)."""
+    for op in reversed(list(module.walk())):
+        if isinstance(op, StopGradientOp | CallbackOp | HookOp):
             op.result.replace_all_uses_with(op.operand)
             op.detach()
             op.erase()
@@ -236,7 +275,7 @@ class ConvertArrayToLoopsPass(ModulePass):
     function: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _forward_stop_gradients(op)
+        _forward_identities(op)
         funcs = [f for f in op.body.block.ops if isinstance(f, func.FuncOp)]
         if self.function:
             chosen = [f for f in funcs if f.sym_name.data == self.function]

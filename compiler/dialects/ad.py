@@ -3,24 +3,47 @@
 `ad.stop_gradient` passes its operand through unchanged and blocks every derivative
 through it: its VJP and JVP are zero. The tracer emits it for `pb.ignore_derivatives`;
 the lowering to loops replaces it by its operand, so backends never see it.
+
+Host callbacks (`pb.showgrad`, `pb.hook`) are explicit ops:
+* `ad.callback` marks a use of a value in the primal; it is the identity. Its VJP
+  emits `ad.callback_grad` on the cotangent of that use.
+* `ad.callback_grad` is the host call of the backward pass: Python receives the
+  gradient and returns the gradient that flows on (for `showgrad` the same one).
+  With `unreached`, the use received no gradient: Python is told so (its operand is
+  a placeholder zero) and the result is unused. It lowers to a host call step.
+* `ad.hook` is a hook compiled into the backward pass: its region maps the
+  cotangent (block argument) to the gradient that flows on (`ad.yield`).
+
+Every callback op names its host function by `slot` in a callback table: the table
+is a function argument (`tensor<i64>` holding a token the runtime registers), so
+compiled code is shared by every trace of the same program, and each call binds the
+functions of its own trace. `kind` and `label` say what the callback is, for readers.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from xdsl.dialects.builtin import TensorType
-from xdsl.ir import Dialect, Operation, SSAValue
+from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, TensorType, UnitAttr, i64
+from xdsl.ir import Block, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     VarConstraint,
     base,
     irdl_op_definition,
+    lazy_traits_def,
     operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
-from xdsl.traits import Pure
+from xdsl.traits import HasParent, IsTerminator, Pure, RecursiveMemoryEffect
+from xdsl.utils.exceptions import VerifyException
+
+CALLBACK_KINDS = ("showgrad", "hook")
 
 
 @irdl_op_definition
@@ -39,4 +62,105 @@ class StopGradientOp(IRDLOperation):
         super().__init__(operands=[operand], result_types=[operand.type])
 
 
-Ad = Dialect("ad", [StopGradientOp], [])
+class _CallbackBase(IRDLOperation):
+    """A value and the callback table: `slot`, `kind` and `label` name the host function."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    operand = operand_def(T)
+    table = operand_def(TensorType)
+    result = result_def(T)
+    slot = prop_def(IntegerAttr[I64])
+    kind = prop_def(StringAttr)
+    label = prop_def(StringAttr)
+
+    def __init__(self, operand: SSAValue | Operation, table: SSAValue | Operation, slot: int,
+                 kind: str, label: str, **properties: UnitAttr):
+        operand = SSAValue.get(operand)
+        super().__init__(
+            operands=[operand, table], result_types=[operand.type],
+            properties={"slot": IntegerAttr(slot, i64), "kind": StringAttr(kind),
+                        "label": StringAttr(label), **properties})
+
+    def verify_(self) -> None:
+        t = self.table.type
+        if not (isinstance(t, TensorType) and t.element_type == i64 and t.get_shape() == ()):
+            raise VerifyException(f"{self.name}: the callback table must be tensor<i64>, got {t}")
+        if self.kind.data not in CALLBACK_KINDS:
+            raise VerifyException(
+                f"{self.name}: kind must be one of {', '.join(CALLBACK_KINDS)}, "
+                f"got '{self.kind.data}'")
+        if self.slot.value.data < 0:
+            raise VerifyException(f"{self.name}: slot must be >= 0, got {self.slot.value.data}")
+
+
+@irdl_op_definition
+class CallbackOp(_CallbackBase):
+    """A use of a value watched by a host callback; the identity in the primal."""
+
+    name = "ad.callback"
+    assembly_format = (
+        "$operand `,` $table `slot` $slot `kind` $kind `label` $label attr-dict "
+        "`:` type($result) `,` type($table)")
+
+
+@irdl_op_definition
+class CallbackGradOp(_CallbackBase):
+    """The host call of the backward pass: gradient in, gradient that flows on out."""
+
+    name = "ad.callback_grad"
+    unreached = opt_prop_def(UnitAttr)
+    assembly_format = (
+        "$operand `,` $table `slot` $slot `kind` $kind `label` $label "
+        "(`unreached` $unreached^)? attr-dict `:` type($result) `,` type($table)")
+
+
+@irdl_op_definition
+class HookOp(IRDLOperation):
+    """A hook compiled into the backward pass; the identity in the primal.
+
+    The region's single argument is the cotangent of the result; the value it yields
+    is the gradient passed on to the operand.
+    """
+
+    name = "ad.hook"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    operand = operand_def(T)
+    result = result_def(T)
+    body = region_def("single_block")
+    traits = traits_def(RecursiveMemoryEffect())
+    assembly_format = "$operand attr-dict `:` type($result) $body"
+
+    def __init__(self, operand: SSAValue | Operation, body: Region):
+        operand = SSAValue.get(operand)
+        super().__init__(operands=[operand], result_types=[operand.type], regions=[body])
+
+    def verify_(self) -> None:
+        block = self.body.block
+        t = self.result.type
+        if len(block.args) != 1 or block.args[0].type != t:
+            raise VerifyException(f"ad.hook: the region must take one argument of type {t}")
+        last = block.last_op
+        if not isinstance(last, YieldOp) or len(last.values) != 1 or last.values[0].type != t:
+            raise VerifyException(f"ad.hook: the region must yield one value of type {t}")
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The gradient an `ad.hook` region passes on."""
+
+    name = "ad.yield"
+    values = var_operand_def()
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(HookOp), Pure()))
+    assembly_format = "$values attr-dict `:` type($values)"
+
+    def __init__(self, *values: SSAValue | Operation):
+        super().__init__(operands=[[SSAValue.get(v) for v in values]])
+
+
+def hook_region(argument_type: TensorType) -> tuple[Region, Block]:
+    """An empty `ad.hook` body taking the cotangent; the caller fills it and yields."""
+    block = Block(arg_types=[argument_type])
+    return Region(block), block
+
+
+Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, YieldOp], [])

@@ -4,6 +4,9 @@ Elementwise ops, broadcasts, reshapes, transposes, slices, takes and splat const
 are *fusible*: a kernel computes their elements inside its own loops. Reductions
 are fused too, as accumulators. Scans, concatenation, slice updates, scatters and
 literal arrays are *special*: one kernel each. Matrix products are target calls.
+Host calls (`ad.callback_grad`) are steps of their own: their operand is stored
+before them and their result is read after them; they stay even when their result
+is unused (they act on the host).
 
 A value is *stored* (gets a buffer) when it is a function input or result, a
 matrix-product operand, the result of a reduction or special op, or when
@@ -35,6 +38,7 @@ from xdsl.ir import Operation, SSAValue
 from pullback.compiler.conversion.kernel_writer import size_of
 from pullback.compiler.conversion.scalar_ops import SCALAR_RULES
 from pullback.compiler.dialects import array as A
+from pullback.compiler.dialects.ad import CallbackGradOp
 
 INDEX_MAP_OPS: tuple[type[Operation], ...] = (
     A.BroadcastOp, A.ReshapeOp, A.TransposeOp, A.SliceOp, A.TakeOp,
@@ -172,7 +176,7 @@ def _live_ops(body: list[Operation]) -> list[Operation]:
     live: set[SSAValue] = set(ret.operands)
     kept: list[Operation] = []
     for op in reversed(body[:-1]):
-        if not any(r in live for r in op.results):
+        if not any(r in live for r in op.results) and not isinstance(op, CallbackGradOp):
             continue
         kept.append(op)
         live.update(_inputs_of(op))
@@ -197,6 +201,8 @@ def plan_fusion(function: func.FuncOp) -> FusionPlan:
         if isinstance(op, A.MatmulOp):
             for v in (op.lhs, op.rhs):
                 required.add(v.owner.operand if is_matmul_transpose(v) else v)
+        if isinstance(op, CallbackGradOp):
+            required.update(op.operands)
     plan = FusionPlan(function, set(required))
     for _ in range(_MAX_ROUNDS):
         plan.kernels = _group(plan, body)

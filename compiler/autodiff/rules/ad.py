@@ -1,12 +1,103 @@
-"""VJP and JVP rules of every `ad` op: `stop_gradient` has none (zero derivative)."""
+"""VJP and JVP rules of every `ad` op.
+
+* `stop_gradient`: zero derivative.
+* `callback`: its VJP hands the cotangent of this use to the host (`callback_grad`);
+  when a `showgrad` use receives no cotangent, its *unreached* rule still emits the
+  host call, marked `unreached`, so that it can say so (a hook is simply not called).
+* `callback_grad` of a `showgrad` is the identity, and differentiates as such; that of
+  a Python hook is opaque: differentiating it again (`hessian`) raises an error that
+  suggests a compiled hook. `hook`'s VJP inlines its region.
+* Forward mode: showgrad and hooks are reverse-mode concepts, so `callback` and `hook`
+  pass their tangent through unchanged.
+* `yield` only ends a `hook` region, which its parent's rule inlines; as an op of its
+  own it has no results, hence a zero row.
+
+`UNREACHED_RULES` is the rule table's hook for ops that must act even when their
+result gets no cotangent: the reverse pass calls `unreached_rule(op)(e, op)` for an
+active op whose cotangent stays empty, where one is registered.
+"""
 
 from __future__ import annotations
 
-from pullback.compiler.autodiff.rules.table import RuleTable
+from collections.abc import Callable
+
+from xdsl.dialects.builtin import UnitAttr
+from xdsl.ir import Operation, SSAValue
+
+from pullback.compiler.autodiff.emit import Emitter
+from pullback.compiler.autodiff.rules.table import Grads, RuleTable
 from pullback.compiler.dialects import ad
 
 RULES = RuleTable()
 VJP_RULES = RULES.vjp
 JVP_RULES = RULES.jvp
+UnreachedRule = Callable[[Emitter, Operation], None]
+UNREACHED_RULES: dict[type[Operation], UnreachedRule] = {}
 
-RULES.defzero(ad.StopGradientOp)
+RULES.defzero(ad.StopGradientOp, ad.YieldOp)
+
+
+def _host_call(e: Emitter, op: ad.CallbackOp, g: SSAValue, unreached: bool) -> SSAValue:
+    extra = {"unreached": UnitAttr()} if unreached else {}
+    return e.emit(ad.CallbackGradOp(g, op.table, op.slot.value.data, op.kind.data,
+                                    op.label.data, **extra))
+
+
+def _callback_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
+    assert isinstance(op, ad.CallbackOp)
+    return (_host_call(e, op, g, unreached=False), None)
+
+
+def _callback_unreached(e: Emitter, op: Operation) -> None:
+    assert isinstance(op, ad.CallbackOp)
+    if op.kind.data == "showgrad":
+        _host_call(e, op, e.full(0.0, op.operand), unreached=True)
+
+
+def _check_transparent(op: Operation, mode: str) -> None:
+    """A Python hook's host call has no derivative: refuse to differentiate through it."""
+    assert isinstance(op, ad.CallbackGradOp)
+    if op.kind.data != "showgrad":
+        raise NotImplementedError(
+            f"the Python hook '{op.label.data}' runs on the host and cannot be "
+            f"differentiated again ({mode} mode over the backward pass, as in pb.hessian); "
+            "use pb.hook(fn, x, compiled=True) with a DSL function instead")
+
+
+def _host_call_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
+    _check_transparent(op, "reverse")
+    return (g, None)
+
+
+def _host_call_jvp(e: Emitter, op: Operation,
+                   tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    _check_transparent(op, "forward")
+    return tangents[0]
+
+
+def _pass_tangent(e: Emitter, op: Operation,
+                  tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    return tangents[0]
+
+
+def _hook_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
+    """The hook's region applied to the cotangent, inlined into the backward pass."""
+    assert isinstance(op, ad.HookOp)
+    block = op.body.block
+    mapping: dict[SSAValue, SSAValue] = {block.args[0]: g}
+    for inner in block.ops:
+        if isinstance(inner, ad.YieldOp):
+            return (mapping.get(inner.values[0], inner.values[0]),)
+        e.block.add_op(inner.clone(mapping))
+    raise ValueError("ad.hook: the region does not end in ad.yield")
+
+
+RULES.define(ad.CallbackOp, _callback_vjp, _pass_tangent)
+RULES.define(ad.CallbackGradOp, _host_call_vjp, _host_call_jvp)
+RULES.define(ad.HookOp, _hook_vjp, _pass_tangent)
+UNREACHED_RULES[ad.CallbackOp] = _callback_unreached
+
+
+def unreached_rule(op: Operation) -> UnreachedRule | None:
+    """What `op` emits when its result receives no cotangent (None: nothing)."""
+    return UNREACHED_RULES.get(type(op))

@@ -18,7 +18,7 @@ from xdsl.ir import Block, Operation, SSAValue
 
 from pullback.compiler.autodiff.emit import Emitter
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import StopGradientOp
+from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
 
 
 class BatchEmitter(Emitter):
@@ -258,6 +258,18 @@ BATCH_RULES.update({
     A.ScatterAddOp: _scatter_add,
     A.ConcatenateOp: _concatenate,
 })
+
+
+def _no_batched_callbacks(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
+                          batched: Sequence[bool]) -> SSAValue:
+    raise NotImplementedError(
+        f"'{op.name}' (pb.showgrad / pb.hook) cannot be batched: batched derivatives "
+        "(jacobian, hessian) do not support showgrad or hooks on the batched values; "
+        "use pb.gradient or pb.pullback")
+
+
+for _cls in (CallbackOp, CallbackGradOp, HookOp):
+    BATCH_RULES[_cls] = _no_batched_callbacks
 
 
 def batch_rule(op: Operation) -> BatchRule:

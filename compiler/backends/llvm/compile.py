@@ -10,8 +10,9 @@ from xdsl.dialects.builtin import ModuleOp, f32, f64
 from pullback.compiler.backends.kernel_level import debug, lap, lower_to_kernels
 from pullback.compiler.backends.llvm import blas, jit
 from pullback.compiler.backends.llvm.executable import LLVMExecutable
+from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
 from pullback.compiler.context import make_context
-from pullback.compiler.conversion.array_to_loops import matmul_symbol
+from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX, matmul_symbol
 from pullback.compiler.conversion.loops_to_llvm import ConvertLoopsToLLVMPass
 from pullback.compiler.transforms.expand_math import ExpandMathPass
 
@@ -26,6 +27,9 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     mod, timings = lowered.module, lowered.timings
     symbols = {op.sym_name.data for op in mod.body.block.ops if isinstance(op, func.FuncOp)}
     matmuls = [str(e) for e in (f64, f32) if matmul_symbol(e) in symbols]
+    for symbol in symbols:
+        if symbol.startswith(HOST_CALL_PREFIX):
+            bind_host_call_symbol(symbol)
     start = time.perf_counter()
     ctx = make_context()
     ExpandMathPass().apply(ctx, mod)  # vectorizable exp/tanh/log instead of libm calls

@@ -9,6 +9,7 @@ import numpy as np
 from llvmlite import binding
 from xdsl.dialects.builtin import TensorType
 
+from pullback.compiler import host_calls
 from pullback.compiler.backends.kernel_level import InputSpec
 
 
@@ -17,7 +18,9 @@ class LLVMExecutable:
 
     `run(inputs)` checks the inputs, allocates fresh outputs and makes one native
     call. Temporaries are allocated once and reused by every call, so an executable
-    must not be run from several threads at once.
+    must not be run from several threads at once. Host calls (showgrad, hooks) run
+    during the native call; if one raises, the later ones are skipped, the native
+    code finishes, and `run` re-raises the exception.
 
     Attributes:
         input_types, output_types: the tensor types of the function.
@@ -50,6 +53,8 @@ class LLVMExecutable:
         """Outputs of the function for C-contiguous `inputs` of the exact dtypes and shapes."""
         self._spec.check(inputs)
         outs = self._spec.new_outputs()
+        host_calls.begin()
         self._fn(*[a.ctypes.data for a in inputs], *[o.ctypes.data for o in outs],
                  *self._temp_ptrs)
+        host_calls.raise_pending()
         return outs

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 
+from pullback.compiler import host_calls
 from pullback.compiler.backends.kernel_level import InputSpec
 from pullback.compiler.backends.opencl.devices import cl
-from pullback.compiler.backends.opencl.plan import Step
+from pullback.compiler.backends.opencl.plan import HostCall, Step
 
 
 class OpenCLExecutable:
@@ -22,7 +23,9 @@ class OpenCLExecutable:
     queue and copies the outputs back into fresh numpy arrays; on devices that share
     the host's memory (CPU devices) the kernels read the input arrays and write the
     fresh output arrays in place instead (`USE_HOST_PTR` buffers, no copies). Calls from several
-    threads are serialised; each thread gets its own kernel objects.
+    threads are serialised; each thread gets its own kernel objects. A host call step
+    (showgrad, hooks) waits for the queue, reads its buffer back, calls Python and
+    writes the gradient it passes on; an exception there aborts the call at once.
 
     Attributes:
         input_types, output_types: the tensor types of the function.
@@ -35,7 +38,8 @@ class OpenCLExecutable:
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
                  output_types: Sequence[TensorType], temp_bytes: Sequence[int], device: Any,
-                 context: Any, program: Any, steps: Sequence[Step], opencl_source: str,
+                 context: Any, program: Any, steps: Sequence[Step | HostCall],
+                 opencl_source: str,
                  stages: dict[str, str], timings: dict[str, float], build_origin: str):
         ocl = cl()
         self.name = spec.name
@@ -62,12 +66,15 @@ class OpenCLExecutable:
         self._lock = threading.Lock()
 
     def _kernels(self) -> list[Any]:
-        """This thread's kernel objects, one per step with its arguments set."""
+        """This thread's kernel objects, one per launch step (None for host calls)."""
         kernels = getattr(self._local, "kernels", None)
         if kernels is None:
             ocl = cl()
             kernels = []
             for step in self._steps:
+                if isinstance(step, HostCall):
+                    kernels.append(None)
+                    continue
                 kernel = ocl.Kernel(self._program, step.launch.kernel)
                 kernel.set_args(*[self._buffers[a] if isinstance(a, int) else a
                                   for a in step.args])
@@ -90,15 +97,34 @@ class OpenCLExecutable:
     def _bind(self, kernels: list[Any], buffers: Sequence[Any]) -> None:
         """Point the kernels' input and output arguments at `buffers` for this call."""
         for kernel, step in zip(kernels, self._steps, strict=True):
+            if isinstance(step, HostCall):
+                continue
             for position, a in enumerate(step.args):
                 if isinstance(a, int) and a < len(buffers):
                     kernel.set_arg(position, buffers[a])
 
-    def _enqueue(self, kernels: list[Any]) -> None:
+    def _enqueue(self, kernels: list[Any], buffers: Sequence[Any]) -> None:
+        """Run the plan; `buffers` are this call's buffers (inputs, outputs, temporaries)."""
         ocl = cl()
         for kernel, step in zip(kernels, self._steps, strict=True):
-            ocl.enqueue_nd_range_kernel(self._queue, kernel, step.launch.global_size,
-                                        step.launch.local_size)
+            if isinstance(step, HostCall):
+                self._host_call(step, buffers)
+            else:
+                ocl.enqueue_nd_range_kernel(self._queue, kernel, step.launch.global_size,
+                                            step.launch.local_size)
+
+    def _host_call(self, step: HostCall, buffers: Sequence[Any]) -> None:
+        """Read the gradient back, call Python, write what it passes on."""
+        ocl, q = cl(), self._queue
+        token = np.empty(1, np.int64)
+        ocl.enqueue_copy(q, token, buffers[step.table], is_blocking=True)
+        value = np.empty(step.n, step.dtype)
+        if step.n:
+            ocl.enqueue_copy(q, value, buffers[step.src], is_blocking=True)
+        out = host_calls.call(int(token[0]), step.slot, step.unreached, value)
+        result = value if out is None else np.ascontiguousarray(out, step.dtype)
+        if step.n:
+            ocl.enqueue_copy(q, buffers[step.dst], result, is_blocking=True)
 
     def _run_with_copies(self, kernels: list[Any], inputs: Sequence[np.ndarray],
                          outs: list[np.ndarray]) -> None:
@@ -108,7 +134,7 @@ class OpenCLExecutable:
             if a.nbytes:
                 ocl.enqueue_copy(q, buf, a, is_blocking=False)
         self._bind(kernels, self._buffers[:len(inputs) + len(outs)])
-        self._enqueue(kernels)
+        self._enqueue(kernels, self._buffers)
         for o, buf in zip(outs, self._buffers[len(inputs):], strict=False):
             if o.nbytes:
                 ocl.enqueue_copy(q, o, buf, is_blocking=False)
@@ -124,7 +150,7 @@ class OpenCLExecutable:
         wrapped += [ocl.Buffer(self._context, flags.READ_WRITE | flags.USE_HOST_PTR, hostbuf=o)
                     if o.nbytes else self._buffers[len(inputs) + j] for j, o in enumerate(outs)]
         self._bind(kernels, wrapped)
-        self._enqueue(kernels)
+        self._enqueue(kernels, [*wrapped, *self._buffers[len(wrapped):]])
         for o, buf in zip(outs, wrapped[len(inputs):], strict=True):
             if o.nbytes:
                 mapped, _ = ocl.enqueue_map_buffer(q, buf, ocl.map_flags.READ, 0, o.shape,

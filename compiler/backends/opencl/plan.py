@@ -2,8 +2,10 @@
 
 The host function's body (`memref.cast`, `arith.constant`, `func.call`) is read
 once: each call to a kernel function becomes its launches, each call to
-`pullback_matmul_<T>` a product kernel launch. Buffers are named by the host
-argument they alias (inputs, outputs, temporaries in order).
+`pullback_matmul_<T>` a product kernel launch, each call to `pullback_host_call_<T>`
+a `HostCall` step (the executable reads the buffer back, calls Python, writes the
+result and goes on). Buffers are named by the host argument they alias (inputs,
+outputs, temporaries in order).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from xdsl.ir import Attribute, SSAValue
 from pullback.compiler.backends.opencl.kernels import Launch, Target, translate_kernel
 from pullback.compiler.backends.opencl.matmul import matmul_launch, matmul_source
 from pullback.compiler.backends.opencl.ops import PRELUDE
+from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX
 
 MATMUL_PREFIX = "pullback_matmul_"
 
@@ -34,6 +37,20 @@ class Step:
 
     launch: Launch
     args: tuple[int | np.generic, ...]
+
+
+@dataclass(frozen=True)
+class HostCall:
+    """A host call step: buffer `src` (`n` elements of `dtype`) to host function `slot`
+    of the callback table whose token is in buffer `table`; the result into `dst`."""
+
+    table: int
+    slot: int
+    unreached: bool
+    n: int
+    src: int
+    dst: int
+    dtype: np.dtype
 
 
 def _scalar(value: SSAValue) -> np.generic:
@@ -100,16 +117,20 @@ class _Reader:
         return out or set()
 
 
-def translate_module(module: ModuleOp, name: str, target: Target) -> tuple[str, list[Step]]:
+def translate_module(module: ModuleOp, name: str,
+                     target: Target) -> tuple[str, list[Step | HostCall]]:
     """The program source and the launch plan of host function `@name`."""
     funcs = {op.sym_name.data: op for op in module.body.block.ops if isinstance(op, func.FuncOp)}
     reader = _Reader(funcs[name])
     codes: dict[str, str] = {}
     matmuls: dict[str, str] = {}
-    steps: list[Step] = []
+    steps: list[Step | HostCall] = []
     for callee, args in reader.calls:
         if callee.startswith(MATMUL_PREFIX):
             steps += _matmul(reader, callee, args, target, matmuls)
+            continue
+        if callee.startswith(HOST_CALL_PREFIX):
+            steps.append(_host_call(reader, callee, args))
             continue
         if callee not in funcs or funcs[callee].is_declaration:
             raise NotImplementedError(f"the OpenCL backend has no kernel for call @{callee}")
@@ -137,3 +158,13 @@ def _matmul(reader: _Reader, callee: str, args: list[SSAValue], target: Target,
     if min(batch, m, n) <= 0:
         return []
     return [Step(launch, (a, b, c, np.int64(m), np.int64(n), np.int64(k)))]
+
+
+def _host_call(reader: _Reader, callee: str, args: list[SSAValue]) -> HostCall:
+    element = callee[len(HOST_CALL_PREFIX):]
+    if element not in ("f64", "f32") or len(args) != 6:
+        raise NotImplementedError(f"unknown host call @{callee}")
+    slot, unreached, n = (int(_scalar(v)) for v in args[1:4])
+    dtype = np.dtype(np.float64 if element == "f64" else np.float32)
+    return HostCall(reader.buffer(args[0]), slot, bool(unreached), n, reader.buffer(args[4]),
+                    reader.buffer(args[5]), dtype)
