@@ -24,7 +24,14 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from pullback.compiler import host_calls
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
+from pullback.compiler.dialects.ad import (
+    CallbackGradOp,
+    CallbackOp,
+    CheckpointOp,
+    HookOp,
+    StopGradientOp,
+    YieldOp,
+)
 
 Impl = Callable[..., np.ndarray]
 
@@ -139,11 +146,23 @@ def _host_call(op: CallbackGradOp, g: np.ndarray, table: np.ndarray) -> np.ndarr
     return (flat if out is None else out).reshape(g.shape)
 
 
+def _checkpoint(op: CheckpointOp, *inputs: np.ndarray) -> np.ndarray:
+    """The region evaluated on the operands."""
+    block = op.body.block
+    env: dict[SSAValue, np.ndarray] = dict(zip(block.args, inputs, strict=True))
+    for inner in block.ops:
+        if isinstance(inner, YieldOp):
+            return env[inner.values[0]]
+        env[inner.results[0]] = _step(inner, env)
+    raise ValueError("ad.checkpoint: the region does not end in ad.yield")
+
+
 IMPLS: dict[type[Operation], Impl] = {
     StopGradientOp: lambda op, x: x,
     CallbackOp: lambda op, x, table: x,
     CallbackGradOp: _host_call,
     HookOp: lambda op, x: x,
+    CheckpointOp: _checkpoint,
     A.ConstantOp: _constant,
     A.FullOp: _full,
     A.NegOp: _unary(np.negative),
@@ -201,6 +220,16 @@ def _as_array(value: Any, t: Attribute) -> np.ndarray:
         return np.array(arr, dtype=dtype_of(t))
 
 
+def _step(op: Operation, env: dict[SSAValue, np.ndarray]) -> np.ndarray:
+    """The result of one single-result op, its operands read from `env`."""
+    impl = IMPLS.get(type(op))
+    if impl is None:
+        raise NotImplementedError(f"the interpreter has no implementation of '{op.name}'")
+    with np.errstate(all="ignore"):
+        out = impl(op, *(env[v] for v in op.operands))
+    return _as_array(out, op.results[0].type)
+
+
 def evaluate(function: func.FuncOp, args: Sequence[Any]) -> list[np.ndarray]:
     """Run `function` on numpy arrays; one array per result."""
     block = function.body.block
@@ -214,12 +243,7 @@ def evaluate(function: func.FuncOp, args: Sequence[Any]) -> list[np.ndarray]:
     for op in block.ops:
         if isinstance(op, func.ReturnOp):
             return [env[v] for v in op.arguments]
-        impl = IMPLS.get(type(op))
-        if impl is None:
-            raise NotImplementedError(f"the interpreter has no implementation of '{op.name}'")
-        with np.errstate(all="ignore"):
-            out = impl(op, *(env[v] for v in op.operands))
-        env[op.results[0]] = _as_array(out, op.results[0].type)
+        env[op.results[0]] = _step(op, env)
     raise ValueError(f"@{function.sym_name.data} does not end in func.return")
 
 

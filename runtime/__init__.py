@@ -4,6 +4,7 @@ Write functions with numpy-style array code (the DSL below); `pb.gradient` and
 friends trace them into MLIR, differentiate the IR, and run native code.
 """
 
+from pullback import optimisers
 from pullback.api import WithGradient, gradient, pullback, withgradient
 from pullback.array import Array, array
 from pullback.compiled import Compiled, compile
@@ -23,7 +24,8 @@ from pullback.pipeline import cache_info, clear_caches
 
 __all__ = [
     *_dsl_all, "Array", "Compiled", "Grads", "IdDict", "Params", "WithGradient", "array",
-    "cache_info", "clear_caches", "compile", "copyto", "device", "gradient", "pullback",
+    "cache_info", "clear_caches", "compile", "copyto", "device", "gradient", "optimisers",
+    "pullback",
     "withgradient",
     "WithJacobian", "diaghessian", "hessian", "hessian_reverse", "jacobian", "withjacobian",
 ]

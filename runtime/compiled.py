@@ -134,6 +134,13 @@ class Compiled:
                 f"no OpenCL source: compiled for device '{self.device}'; see .llvm_ir")
         return src
 
+    @property
+    def memory(self) -> Any:
+        """The bytes one call uses, from the static memory plan (a `MemoryReport`):
+        `peak_bytes` = `inputs` + `outputs` + `temporaries` (the one arena they
+        share); `unplanned_bytes` is what the temporaries would take without sharing."""
+        return self._compiled.executable.memory
+
     def ir(self, stage: str = "simplify") -> str:
         """MLIR text after `stage` (one of `stages`)."""
         stages = self._compiled.stages

@@ -84,9 +84,8 @@ def build_vmap(module: ModuleOp, f: func.FuncOp, args: Sequence[int], size: int,
         if not any(flags):
             clone_into(new, op, mapping)
             continue
-        if len(op.results) != 1 or op.regions:
-            raise NotImplementedError(
-                f"vmap handles ops with one result and no regions, not '{op.name}'")
+        if len(op.results) != 1:
+            raise NotImplementedError(f"vmap handles ops with one result, not '{op.name}'")
         out = batch_rule(op)(e, op, operands, flags)
         want = (size, *shape_of(op.results[0]))
         if shape_of(out) != want:

@@ -1,9 +1,9 @@
 """What both backends share: lowering to the kernel level, and checking call inputs.
 
 `lower_to_kernels` takes an array-level module to the kernel-level IR that every
-target consumes (`convert-array-to-loops`), recording the function's signature and
-the temporaries its host function needs; `InputSpec.check` validates the arrays a
-compiled function is called with.
+target consumes (`convert-array-to-loops`, then `memory-plan`), recording the
+function's signature and where its temporaries live in one arena; `InputSpec.check`
+validates the arrays a compiled function is called with.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import AnyFloat, DenseArrayBase, ModuleOp, TensorType, f32, f64, i1, i64
+from xdsl.dialects.builtin import AnyFloat, ModuleOp, TensorType, f32, f64, i1, i64
 from xdsl.ir import Attribute
 
 from pullback.compiler.context import make_context
 from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass
+from pullback.compiler.transforms.memory_plan import MemoryPlan, annotate, plan_memory
 
 _DTYPES: dict[Attribute, np.dtype] = {
     f64: np.dtype(np.float64), f32: np.dtype(np.float32), i64: np.dtype(np.int64),
@@ -97,7 +98,7 @@ class KernelModule:
     name: str
     input_types: list[TensorType]
     output_types: list[TensorType]
-    temp_bytes: list[int]
+    memory: MemoryPlan
     stages: dict[str, str]
     timings: dict[str, float]
 
@@ -115,7 +116,8 @@ class KernelModule:
 
 
 def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule:
-    """A clone of `module` with `@name` lowered by `convert-array-to-loops`."""
+    """A clone of `module` with `@name` lowered by `convert-array-to-loops` and planned
+    by `memory-plan`."""
     source = find_function(module, name)
     in_types = list(source.function_type.inputs)
     out_types = list(source.function_type.outputs)
@@ -126,10 +128,10 @@ def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule
     start = time.perf_counter()
     mod = module.clone()
     ConvertArrayToLoopsPass(function=name).apply(make_context(), mod)
-    temp_bytes = find_function(mod, name).attributes["pullback.temp_bytes"]
-    assert isinstance(temp_bytes, DenseArrayBase)
-    lowered = KernelModule(mod, name, in_types, out_types,
-                           [int(v) for v in temp_bytes.get_values()], {}, {})
+    host = find_function(mod, name)
+    plan = plan_memory(host)
+    annotate(host, plan)
+    lowered = KernelModule(mod, name, in_types, out_types, plan, {}, {})
     lowered.stage("convert-array-to-loops", keep_ir)
     lowered.timings["lower-to-loops"], _ = lap(start)
     return lowered

@@ -66,6 +66,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 
+from pullback.compiler.autodiff.checkpoint import inline_checkpoints
 from pullback.compiler.conversion.element_emitter import ElementEmitter
 from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel_kind
 from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
@@ -275,6 +276,7 @@ class ConvertArrayToLoopsPass(ModulePass):
     function: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        inline_checkpoints(op)
         _forward_identities(op)
         funcs = [f for f in op.body.block.ops if isinstance(f, func.FuncOp)]
         if self.function:

@@ -18,10 +18,16 @@ Every callback op names its host function by `slot` in a callback table: the tab
 is a function argument (`tensor<i64>` holding a token the runtime registers), so
 compiled code is shared by every trace of the same program, and each call binds the
 functions of its own trace. `kind` and `label` say what the callback is, for readers.
+
+`ad.checkpoint` (`pb.checkpointed`) is a region computed from its operands alone (the
+region's arguments; it reads nothing from outside) whose `ad.yield` gives its result.
+Its VJP saves only the operands and recomputes the region in the backward pass; after
+differentiation the region is inlined into plain ops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, TensorType, UnitAttr, i64
@@ -40,7 +46,13 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.traits import HasParent, IsTerminator, Pure, RecursiveMemoryEffect
+from xdsl.traits import (
+    HasParent,
+    IsolatedFromAbove,
+    IsTerminator,
+    Pure,
+    RecursiveMemoryEffect,
+)
 from xdsl.utils.exceptions import VerifyException
 
 CALLBACK_KINDS = ("showgrad", "hook")
@@ -145,12 +157,47 @@ class HookOp(IRDLOperation):
 
 
 @irdl_op_definition
+class CheckpointOp(IRDLOperation):
+    """A region whose intermediates the backward pass recomputes instead of keeping.
+
+    The region takes one argument per operand (same types) and yields the result;
+    it uses no value defined outside it (so `cse` never makes it read one).
+    """
+
+    name = "ad.checkpoint"
+    inputs = var_operand_def()
+    result = result_def(TensorType)
+    body = region_def("single_block")
+    traits = traits_def(RecursiveMemoryEffect(), IsolatedFromAbove())
+    assembly_format = "`(` $inputs `)` attr-dict `:` functional-type($inputs, $result) $body"
+
+    def __init__(self, inputs: Sequence[SSAValue | Operation], body: Region,
+                 result_type: TensorType):
+        super().__init__(operands=[[SSAValue.get(v) for v in inputs]],
+                         result_types=[result_type], regions=[body])
+
+    def verify_(self) -> None:
+        block = self.body.block
+        want = [v.type for v in self.inputs]
+        got = [a.type for a in block.args]
+        if got != want:
+            raise VerifyException(
+                f"ad.checkpoint: the region's argument types {got} must be the operand "
+                f"types {want}")
+        last = block.last_op
+        t = self.result.type
+        if not isinstance(last, YieldOp) or len(last.values) != 1 or last.values[0].type != t:
+            raise VerifyException(f"ad.checkpoint: the region must yield one value of type {t}")
+
+
+@irdl_op_definition
 class YieldOp(IRDLOperation):
-    """The gradient an `ad.hook` region passes on."""
+    """The value an `ad.hook` or `ad.checkpoint` region gives back."""
 
     name = "ad.yield"
     values = var_operand_def()
-    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(HookOp), Pure()))
+    traits = lazy_traits_def(
+        lambda: (IsTerminator(), HasParent(HookOp, CheckpointOp), Pure()))
     assembly_format = "$values attr-dict `:` type($values)"
 
     def __init__(self, *values: SSAValue | Operation):
@@ -163,4 +210,5 @@ def hook_region(argument_type: TensorType) -> tuple[Region, Block]:
     return Region(block), block
 
 
-Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, YieldOp], [])
+Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, CheckpointOp, YieldOp],
+             [])

@@ -9,8 +9,11 @@
   suggests a compiled hook. `hook`'s VJP inlines its region.
 * Forward mode: showgrad and hooks are reverse-mode concepts, so `callback` and `hook`
   pass their tangent through unchanged.
-* `yield` only ends a `hook` region, which its parent's rule inlines; as an op of its
-  own it has no results, hence a zero row.
+* `checkpoint`: its VJP recomputes the region from its operands and inlines the
+  region's VJP there, marked as recomputed; its JVP inlines the region's JVP
+  (`autodiff/checkpoint.py` explains both).
+* `yield` only ends a `hook` or `checkpoint` region, which its parent's rule inlines;
+  as an op of its own it has no results, hence a zero row.
 
 `UNREACHED_RULES` is the rule table's hook for ops that must act even when their
 result gets no cotangent: the reverse pass calls `unreached_rule(op)(e, op)` for an
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xdsl.dialects.builtin import UnitAttr
+from xdsl.dialects.builtin import DenseArrayBase, UnitAttr
 from xdsl.ir import Operation, SSAValue
 
 from pullback.compiler.autodiff.emit import Emitter
@@ -92,7 +95,48 @@ def _hook_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -
     raise ValueError("ad.hook: the region does not end in ad.yield")
 
 
+def _checkpoint_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
+    """The region recomputed from its operands and differentiated, in the backward pass."""
+    from pullback.compiler.autodiff.checkpoint import (
+        RECOMPUTE_MARK,
+        inline_function,
+        region_function,
+    )
+    from pullback.compiler.autodiff.reverse import build_vjp
+
+    assert isinstance(op, ad.CheckpointOp)
+    module, fn = region_function(op)
+    vjp = build_vjp(module, fn, wrt=[i for i, need in enumerate(needs) if need])
+    outputs = inline_function(e.block, vjp, [*op.operands, g], mark=RECOMPUTE_MARK)
+    has_grad = vjp.attributes["pullback.wrt"]
+    assert isinstance(has_grad, DenseArrayBase)
+    grads: list[SSAValue | None] = [None] * len(op.operands)
+    for k, i in enumerate(has_grad.get_values()):
+        grads[int(i)] = outputs[1 + k]
+    return tuple(grads)
+
+
+def _checkpoint_jvp(e: Emitter, op: Operation,
+                    tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    """The region's forward derivative, inlined."""
+    from pullback.compiler.autodiff.checkpoint import inline_function, region_function
+    from pullback.compiler.autodiff.forward import build_jvp
+
+    assert isinstance(op, ad.CheckpointOp)
+    module, fn = region_function(op)
+    jvp = build_jvp(module, fn)
+    takes = jvp.attributes["pullback.tangents"]
+    assert isinstance(takes, DenseArrayBase)
+    seeds = []
+    for i in takes.get_values():
+        t = tangents[int(i)]
+        seeds.append(e.zeros(op.operands[int(i)]) if t is None else t)
+    outputs = inline_function(e.block, jvp, [*op.operands, *seeds])
+    return outputs[1] if len(outputs) > 1 else None
+
+
 RULES.define(ad.CallbackOp, _callback_vjp, _pass_tangent)
+RULES.define(ad.CheckpointOp, _checkpoint_vjp, _checkpoint_jvp)
 RULES.define(ad.CallbackGradOp, _host_call_vjp, _host_call_jvp)
 RULES.define(ad.HookOp, _hook_vjp, _pass_tangent)
 UNREACHED_RULES[ad.CallbackOp] = _callback_unreached

@@ -18,7 +18,13 @@ from xdsl.ir import Block, Operation, SSAValue
 
 from pullback.compiler.autodiff.emit import Emitter
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
+from pullback.compiler.dialects.ad import (
+    CallbackGradOp,
+    CallbackOp,
+    CheckpointOp,
+    HookOp,
+    StopGradientOp,
+)
 
 
 class BatchEmitter(Emitter):
@@ -270,6 +276,22 @@ def _no_batched_callbacks(e: BatchEmitter, op: Operation, operands: Sequence[SSA
 
 for _cls in (CallbackOp, CallbackGradOp, HookOp):
     BATCH_RULES[_cls] = _no_batched_callbacks
+
+
+def _checkpoint_batch(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
+                      batched: Sequence[bool]) -> SSAValue:
+    """The region batched (its `vmap`), inlined."""
+    from pullback.compiler.autodiff.checkpoint import inline_function, region_function
+    from pullback.compiler.autodiff.vmap import build_vmap
+
+    assert isinstance(op, CheckpointOp)
+    module, fn = region_function(op)
+    args = [i for i, b in enumerate(batched) if b]
+    vm = build_vmap(module, fn, args, e.size, broadcast=True)
+    return inline_function(e.block, vm, operands)[0]
+
+
+BATCH_RULES[CheckpointOp] = _checkpoint_batch
 
 
 def batch_rule(op: Operation) -> BatchRule:

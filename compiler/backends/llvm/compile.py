@@ -50,4 +50,4 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     engine = jit.jit(ref, tm)
     timings["jit"], start = lap(start)
     return LLVMExecutable(lowered.spec, lowered.input_types, lowered.output_types,
-                          lowered.temp_bytes, engine, llvm_ir, lowered.stages, timings)
+                          lowered.memory, engine, llvm_ir, lowered.stages, timings)

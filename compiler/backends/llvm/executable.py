@@ -11,26 +11,30 @@ from xdsl.dialects.builtin import TensorType
 
 from pullback.compiler import host_calls
 from pullback.compiler.backends.kernel_level import InputSpec
+from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryReport
 
 
 class LLVMExecutable:
     """A natively compiled function over arrays.
 
     `run(inputs)` checks the inputs, allocates fresh outputs and makes one native
-    call. Temporaries are allocated once and reused by every call, so an executable
-    must not be run from several threads at once. Host calls (showgrad, hooks) run
-    during the native call; if one raises, the later ones are skipped, the native
-    code finishes, and `run` re-raises the exception.
+    call. Temporaries live in one arena laid out by the static memory plan,
+    allocated once and reused by every call, so an executable must not be run from
+    several threads at once. Host calls (showgrad, hooks) run during the native
+    call; if one raises, the later ones are skipped, the native code finishes, and
+    `run` re-raises the exception.
 
     Attributes:
         input_types, output_types: the tensor types of the function.
         stages: MLIR text after each lowering stage (only with `keep_ir=True`).
         llvm_ir: the optimized LLVM IR.
         timings: seconds spent per compile stage.
+        plan: where each temporary lives in the arena.
+        memory: the bytes one call uses (`MemoryReport`).
     """
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
-                 output_types: Sequence[TensorType], temp_bytes: Sequence[int],
+                 output_types: Sequence[TensorType], plan: MemoryPlan,
                  engine: binding.ExecutionEngine, llvm_ir: str, stages: dict[str, str],
                  timings: dict[str, float]):
         self.name = spec.name
@@ -41,9 +45,12 @@ class LLVMExecutable:
         self.stages = stages
         self.timings = timings
         self._engine = engine
-        self._temps = [np.empty(max(n, 1), np.uint8) for n in temp_bytes]
-        self._temp_ptrs = [t.ctypes.data for t in self._temps]
-        n_args = len(spec.inputs) + len(spec.outputs) + len(self._temps)
+        self.plan = plan
+        self.memory = MemoryReport.of(plan, spec.inputs, spec.outputs)
+        self._arena = np.empty(plan.arena_bytes, np.uint8)
+        base = self._arena.ctypes.data
+        self._temp_ptrs = [base + offset for offset in plan.offsets]
+        n_args = len(spec.inputs) + len(spec.outputs) + len(self._temp_ptrs)
         address = engine.get_function_address(spec.name)
         if not address:
             raise RuntimeError(f"the JIT has no function @{spec.name}")

@@ -54,7 +54,7 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False,
     program, origin = build_program(context, dev, source)
     timings["build"], start = lap(start)
     exe = OpenCLExecutable(lowered.spec, lowered.input_types, lowered.output_types,
-                           lowered.temp_bytes, dev, context, program, steps, source,
+                           lowered.memory, dev, context, program, steps, source,
                            lowered.stages, timings, origin)
     timings["setup"], _ = lap(start)
     return exe

@@ -13,12 +13,14 @@ from pullback.compiler import host_calls
 from pullback.compiler.backends.kernel_level import InputSpec
 from pullback.compiler.backends.opencl.devices import cl
 from pullback.compiler.backends.opencl.plan import HostCall, Step
+from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryReport
 
 
 class OpenCLExecutable:
     """A function compiled to OpenCL C, run by a fixed launch plan.
 
-    Device buffers (inputs, outputs, temporaries) are allocated once and reused;
+    Device buffers (inputs, outputs, and one arena of temporaries laid out by the
+    static memory plan, as sub-buffers) are allocated once and reused;
     `run(inputs)` copies the inputs in, enqueues every launch on the executable's
     queue and copies the outputs back into fresh numpy arrays; on devices that share
     the host's memory (CPU devices) the kernels read the input arrays and write the
@@ -34,10 +36,12 @@ class OpenCLExecutable:
         opencl_source: the whole generated OpenCL C program.
         timings: seconds spent per compile stage.
         build_origin: where the program binary came from: "source", "disk" or "memory".
+        plan: where each temporary lives in the arena (offsets aligned for the device).
+        memory: the bytes one call uses (`MemoryReport`).
     """
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
-                 output_types: Sequence[TensorType], temp_bytes: Sequence[int], device: Any,
+                 output_types: Sequence[TensorType], plan: MemoryPlan, device: Any,
                  context: Any, program: Any, steps: Sequence[Step | HostCall],
                  opencl_source: str,
                  stages: dict[str, str], timings: dict[str, float], build_origin: str):
@@ -55,10 +59,13 @@ class OpenCLExecutable:
         self._steps = list(steps)
         sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize
                  for d, s in (*spec.inputs, *spec.outputs)]
-        sizes += list(temp_bytes)
         flags = ocl.mem_flags.READ_WRITE
-        self._sizes = sizes
+        self.plan = plan.realigned(max(1, int(device.mem_base_addr_align) // 8))
+        self.memory = MemoryReport.of(self.plan, spec.inputs, spec.outputs)
+        self._arena = ocl.Buffer(context, flags, size=max(self.plan.arena_bytes, 1))
         self._buffers = [ocl.Buffer(context, flags, size=max(n, 1)) for n in sizes]
+        self._buffers += [self._arena.get_sub_region(offset, max(n, 1))
+                          for offset, n in zip(self.plan.offsets, self.plan.sizes, strict=True)]
         self._queue = ocl.CommandQueue(context, device)
         self._context = context
         self._zero_copy = bool(getattr(device, "host_unified_memory", False))

@@ -1,0 +1,232 @@
+"""`memory-plan`: static liveness of temporaries and their offsets in one arena.
+
+Input invariant: kernel-level host functions as `convert-array-to-loops` writes them
+(`pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes`; a body of
+`memref.cast`, `arith.constant` and one `func.call` per step).
+
+Output IR: the same module; each host function also carries `pullback.arena_bytes`
+(the size of the one arena its temporaries share) and `pullback.temp_offsets` (the
+byte offset of each temporary in that arena, in argument order). A temporary that
+shares bytes with another loses its `llvm.noalias` argument attribute: the host
+function's arguments may then alias, and code after it must not reorder the accesses
+of one step past those of another.
+
+A temporary is live from the first step that touches it to the last, both included,
+so the buffers one step reads and writes are live together. Temporaries whose live
+ranges are disjoint may share bytes; each is placed, largest first, in the smallest
+free gap among the temporaries live at the same time (best fit), at an offset that
+is a multiple of the alignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    IntegerAttr,
+    ModuleOp,
+    i64,
+)
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+
+from pullback.compiler.dialects import array as A
+
+ALIGNMENT = 64
+"""Bytes every temporary's offset is a multiple of."""
+
+
+def _round_up(n: int, alignment: int) -> int:
+    return -(-n // alignment) * alignment
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where each temporary of one host function lives.
+
+    Attributes:
+        sizes: bytes of each temporary, in argument order.
+        intervals: the first and last host step (inclusive) touching each temporary.
+        offsets: byte offset of each temporary in the arena.
+        arena_bytes: size of the arena.
+        alignment: what every offset is a multiple of.
+    """
+
+    sizes: tuple[int, ...]
+    intervals: tuple[tuple[int, int], ...]
+    offsets: tuple[int, ...]
+    arena_bytes: int
+    alignment: int
+
+    def shared(self) -> set[int]:
+        """The temporaries that share some bytes of the arena with another one."""
+        order = sorted((o, o + n, i) for i, (o, n) in enumerate(
+            zip(self.offsets, self.sizes, strict=True)) if n)
+        out: set[int] = set()
+        reach, owner = -1, -1
+        for start, end, i in order:
+            if start < reach:
+                out |= {i, owner}
+            if end > reach:
+                reach, owner = end, i
+        return out
+
+    @property
+    def unplanned_bytes(self) -> int:
+        """Bytes the temporaries would take each in its own aligned allocation."""
+        return sum(_round_up(n, self.alignment) for n in self.sizes)
+
+    def realigned(self, alignment: int) -> MemoryPlan:
+        """The same liveness placed again with offsets a multiple of `alignment`."""
+        if alignment <= self.alignment:
+            return self
+        return assign_offsets(self.sizes, self.intervals, alignment)
+
+
+def assign_offsets(sizes: Sequence[int], intervals: Sequence[tuple[int, int]],
+                   alignment: int = ALIGNMENT) -> MemoryPlan:
+    """Best-fit placement of buffers whose lifetimes are `intervals` (inclusive steps)."""
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"alignment must be a positive power of two, got {alignment}")
+    if len(sizes) != len(intervals):
+        raise ValueError(f"{len(sizes)} sizes but {len(intervals)} live intervals")
+    slots = [_round_up(n, alignment) for n in sizes]
+    offsets = [0] * len(sizes)
+    placed: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda j: (-slots[j], -sizes[j], intervals[j][0], j)):
+        busy = sorted((offsets[j], offsets[j] + slots[j]) for j in placed
+                      if slots[j] and _overlaps(intervals[i], intervals[j]))
+        offsets[i] = _best_gap(busy, slots[i])
+        placed.append(i)
+    arena = max((o + n for o, n in zip(offsets, sizes, strict=True)), default=0)
+    return MemoryPlan(tuple(sizes), tuple(intervals), tuple(offsets), arena, alignment)
+
+
+def _best_gap(busy: list[tuple[int, int]], size: int) -> int:
+    """The start of the smallest free gap of at least `size` bytes among `busy` ranges."""
+    best: tuple[int, int] | None = None
+    cursor = 0
+    for start, end in busy:
+        gap = start - cursor
+        if gap >= size and (best is None or gap < best[0]):
+            best = (gap, cursor)
+        cursor = max(cursor, end)
+    return cursor if best is None else best[1]
+
+
+def _step_buffers(host: func.FuncOp) -> list[set[int]]:
+    """The host arguments each step (`func.call`) of the schedule touches."""
+    args = host.body.block.args
+    index: dict[SSAValue, int] = {a: i for i, a in enumerate(args)}
+    steps: list[set[int]] = []
+    for op in host.body.block.ops:
+        match op:
+            case memref.CastOp():
+                index[op.dest] = index[op.source]
+            case func.CallOp():
+                steps.append({index[a] for a in op.arguments if a in index})
+            case arith.ConstantOp() | func.ReturnOp():
+                pass
+            case _:
+                raise NotImplementedError(
+                    f"memory planning cannot read '{op.name}' in the host schedule of "
+                    f"@{host.sym_name.data}")
+    return steps
+
+
+def _int(host: func.FuncOp, key: str) -> int:
+    attr = host.attributes.get(key)
+    if not isinstance(attr, IntegerAttr):
+        raise ValueError(f"@{host.sym_name.data} has no {key}: run convert-array-to-loops first")
+    return attr.value.data
+
+
+def is_host_function(op: object) -> bool:
+    """Whether `op` is a host function written by `convert-array-to-loops`."""
+    return isinstance(op, func.FuncOp) and "pullback.temp_bytes" in op.attributes
+
+
+def plan_memory(host: func.FuncOp, alignment: int = ALIGNMENT) -> MemoryPlan:
+    """Liveness and arena offsets of the temporaries of a kernel-level host function."""
+    temp_attr = host.attributes.get("pullback.temp_bytes")
+    if not isinstance(temp_attr, DenseArrayBase):
+        raise ValueError(f"@{host.sym_name.data} is not a kernel-level host function: "
+                         "run convert-array-to-loops first")
+    sizes = [int(v) for v in temp_attr.get_values()]
+    first = _int(host, "pullback.num_inputs") + _int(host, "pullback.num_outputs")
+    steps = _step_buffers(host)
+    intervals: list[tuple[int, int]] = []
+    for t in range(first, first + len(sizes)):
+        touched = [s for s, bufs in enumerate(steps) if t in bufs]
+        intervals.append((touched[0], touched[-1]) if touched else (0, 0))
+    return assign_offsets(sizes, intervals, alignment)
+
+
+def annotate(host: func.FuncOp, plan: MemoryPlan) -> None:
+    """Record `plan` as `pullback.arena_bytes` and `pullback.temp_offsets` on `host`, and
+    drop `llvm.noalias` from the temporaries that share bytes."""
+    host.attributes["pullback.arena_bytes"] = IntegerAttr(plan.arena_bytes, i64)
+    host.attributes["pullback.temp_offsets"] = A.i64_array(list(plan.offsets))
+    shared = plan.shared()
+    if not shared or host.arg_attrs is None:
+        return
+    first = len(host.body.block.args) - len(plan.sizes)
+    attrs = list(host.arg_attrs.data)
+    for i in shared:
+        attrs[first + i] = DictionaryAttr({})
+    host.arg_attrs = ArrayAttr(attrs)
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """The bytes one call of a compiled function uses.
+
+    Attributes:
+        peak_bytes: inputs + outputs + temporaries: everything live during a call.
+        inputs: bytes of the arrays the caller passes in.
+        outputs: bytes of the arrays each call returns (allocated fresh per call).
+        temporaries: bytes of the arena all temporaries share (allocated once).
+        unplanned_bytes: bytes the temporaries would take without sharing.
+    """
+
+    peak_bytes: int
+    inputs: int
+    outputs: int
+    temporaries: int
+    unplanned_bytes: int
+
+    @classmethod
+    def of(cls, plan: MemoryPlan, inputs: Sequence[tuple[np.dtype, tuple[int, ...]]],
+           outputs: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> MemoryReport:
+        """The report of a function with `inputs`/`outputs` (dtype, shape) and `plan`."""
+        def total(specs: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> int:
+            return sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for d, s in specs)
+        n_in, n_out = total(inputs), total(outputs)
+        return cls(n_in + n_out + plan.arena_bytes, n_in, n_out, plan.arena_bytes,
+                   plan.unplanned_bytes)
+
+
+@dataclass(frozen=True)
+class MemoryPlanPass(ModulePass):
+    """Plan the temporaries of every host function into one arena (module docstring)."""
+
+    name = "memory-plan"
+
+    alignment: int = ALIGNMENT
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for f in op.body.block.ops:
+            if is_host_function(f):
+                assert isinstance(f, func.FuncOp)
+                annotate(f, plan_memory(f, self.alignment))
