@@ -143,9 +143,10 @@ class Trace:
             if isinstance(op, func.ReturnOp):
                 outputs = op.arguments
                 break
-            if len(op.results) != 1 or op.regions:
-                raise ValueError(f"cannot inline '{op.name}': one result and no regions")
-            mapping[op.results[0]] = self.emit(op.clone_without_regions(mapping)).value
+            if len(op.results) != 1:
+                raise ValueError(f"cannot inline '{op.name}': it must have one result")
+            copy = op.clone(mapping) if op.regions else op.clone_without_regions(mapping)
+            mapping[op.results[0]] = self.emit(copy).value
         return [mapping.get(v, v) for v in outputs]
 
     # -- result -----------------------------------------------------------------------

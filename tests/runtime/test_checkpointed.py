@@ -197,3 +197,15 @@ def test_programs_that_differ_in_the_region_result_compile_apart(device):
     grads = [gradient_of(0), gradient_of(1)]
     np.testing.assert_allclose(grads[0], np.cos(x), rtol=1e-14)
     np.testing.assert_allclose(grads[1], -np.sin(x), rtol=1e-14)
+
+
+def test_checkpointed_inside_forwarddiff(device):
+    def region(v):
+        return pb.checkpointed(lambda u: pb.tanh(u) * u, v)
+
+    def f(x):
+        return pb.sum(pb.forwarddiff(region, x, chunk_threshold=2))
+
+    x = np.array([0.3, -0.7, 1.1])
+    (g,) = pb.gradient(f, x, device=device)
+    np.testing.assert_allclose(g, np.tanh(x) + x * (1 - np.tanh(x) ** 2), rtol=1e-12)
