@@ -23,16 +23,15 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, StringAttr, UnitAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
 from xdsl.ir import Block, Region, SSAValue
 
-from pullback.compiler.autodiff.emit import ZERO_MARK
 from pullback.compiler.autodiff.forward import build_jvp
-from pullback.compiler.autodiff.functions import is_float
+from pullback.compiler.autodiff.functions import bind_zeros, is_float
 from pullback.compiler.autodiff.vmap import build_vmap
 from pullback.compiler.context import make_context
 from pullback.compiler.dialects.ad import StopGradientOp
-from pullback.compiler.dialects.array import AddOp, FullOp
+from pullback.compiler.dialects.array import AddOp
 from pullback.compiler.passes import get_pass
 from pullback.dsl import core, dtypes
 from pullback.dsl import ops as dsl_ops
@@ -208,16 +207,8 @@ def _tangent_function(module: ModuleOp, fn: func.FuncOp) -> func.FuncOp:
     """`@r_jvp(x, captured..., tx)`: the forward derivative with respect to `x` only
     (the captured values' tangents bound to zero), cleaned up."""
     jvp = build_jvp(module, fn)
-    block = jvp.body.block
     n = len(fn.body.block.args)
-    for arg in reversed(block.args[n + 1:]):
-        zero = FullOp(0, arg.type)  # type: ignore[arg-type]
-        zero.attributes[ZERO_MARK] = UnitAttr()
-        block.insert_op_before(zero, block.first_op)  # type: ignore[arg-type]
-        arg.replace_all_uses_with(zero.result)
-        block.erase_arg(arg)
-    jvp.function_type = FunctionType.from_lists(
-        [a.type for a in block.args], list(jvp.function_type.outputs.data))
+    bind_zeros(jvp, range(n + 1, len(jvp.body.block.args)))
     ctx = make_context()
     for name in ("simplify", "cse", "dce"):
         get_pass(name)().apply(ctx, module)

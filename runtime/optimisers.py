@@ -60,8 +60,8 @@ class Descent(Rule):
 
 
 @dataclasses.dataclass(frozen=True)
-class Momentum(Rule):
-    """Heavy-ball momentum: `v ← rho·v + g`, `p ← p − lr·v`. State: the velocity `v`."""
+class _Velocity(Rule):
+    """Rules whose state is one velocity `v ← rho·v + g`."""
 
     lr: float = 0.01
     rho: float = 0.9
@@ -72,6 +72,11 @@ class Momentum(Rule):
 
     def init(self, param: np.ndarray) -> np.ndarray:
         return np.zeros_like(param)
+
+
+@dataclasses.dataclass(frozen=True)
+class Momentum(_Velocity):
+    """Heavy-ball momentum: `v ← rho·v + g`, `p ← p − lr·v`. State: the velocity `v`."""
 
     def __call__(self, param: Any, grad: Any, state: Any) -> tuple[Any, Any]:
         v = self.rho * state + grad
@@ -79,18 +84,8 @@ class Momentum(Rule):
 
 
 @dataclasses.dataclass(frozen=True)
-class Nesterov(Rule):
+class Nesterov(_Velocity):
     """Nesterov momentum: `v ← rho·v + g`, `p ← p − lr·(g + rho·v)`. State: `v`."""
-
-    lr: float = 0.01
-    rho: float = 0.9
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lr", _real("lr", self.lr, 0.0))
-        object.__setattr__(self, "rho", _real("rho", self.rho, 0.0, 1.0))
-
-    def init(self, param: np.ndarray) -> np.ndarray:
-        return np.zeros_like(param)
 
     def __call__(self, param: Any, grad: Any, state: Any) -> tuple[Any, Any]:
         v = self.rho * state + grad

@@ -15,12 +15,11 @@ from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp, UnitAttr
+from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
 
-from pullback.compiler.autodiff.emit import ZERO_MARK
-from pullback.compiler.autodiff.functions import is_float
+from pullback.compiler.autodiff.functions import bind_zeros, is_float
 from pullback.compiler.context import make_context
-from pullback.compiler.dialects.array import FullOp, shape_of
+from pullback.compiler.dialects.array import shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
 from pullback.dsl.forwarddiff import FORWARDDIFF_MARK, drop_derivative_terms
@@ -246,7 +245,7 @@ def _batched_derivative(ctx: Context, module: ModuleOp, name: str, mode: str,
         get_pass("jvp")(func=name + "_vjp").apply(ctx, module)
         fn = _function(module, name + "_vjp_jvp")
         tangents = _int_array_attr(fn, "pullback.tangents")
-        _bind_zeros(fn, [n + k for k, i in enumerate(tangents) if i not in wrt])
+        bind_zeros(fn, [n + k for k, i in enumerate(tangents) if i not in wrt])
         batch_args, seconds = wrt, grads
         outputs = vjp.function_type.outputs.data
         float_out = [k for k, t in enumerate(outputs) if is_float(t)]
@@ -272,20 +271,6 @@ def _size(shape: tuple[int, ...]) -> int:
     for d in shape:
         total *= d
     return total
-
-
-def _bind_zeros(fn: func.FuncOp, positions: list[int]) -> None:
-    """Replace the arguments at `positions` by structural zeros inside `fn`."""
-    block = fn.body.block
-    for p in sorted(positions, reverse=True):
-        arg = block.args[p]
-        zero = FullOp(0, arg.type)  # type: ignore[arg-type]
-        zero.attributes[ZERO_MARK] = UnitAttr()
-        block.insert_op_before(zero, block.first_op)  # type: ignore[arg-type]
-        arg.replace_all_uses_with(zero.result)
-        block.erase_arg(arg)
-    fn.function_type = FunctionType.from_lists(
-        [a.type for a in block.args], list(fn.function_type.outputs.data))
 
 
 def _keep_results(fn: func.FuncOp, keep: list[int]) -> None:
