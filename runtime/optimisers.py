@@ -312,6 +312,16 @@ def _check(path: str, leaf: Leaf, param: Any, grad: Any) -> tuple[Any, Any]:
     return param, leaf
 
 
+def _check_shapes(path: str, old: list[Any], new: list[Any]) -> None:
+    """A rule's new parameter and state must have the shapes of the old ones."""
+    for k, (dst, src) in enumerate(zip(old, new)):
+        if dst is not None and np.shape(src) != np.shape(dst):
+            what = "parameter" if k == 0 else f"state array {k - 1}"
+            raise ValueError(f"the optimiser rule returned a new {what} of shape "
+                             f"{np.shape(src)} for the model's array at {path}, which has "
+                             f"shape {np.shape(dst)}")
+
+
 def update(state: Any, model: Any, grads: Any) -> None:
     """Apply one optimiser step in place to the model's arrays and to `state`.
 
@@ -325,6 +335,7 @@ def update(state: Any, model: Any, grads: Any) -> None:
         new_param, new_state = leaf.rule(param, np.asarray(grad, dtype=param.dtype), leaf.state)
         old_leaves, _ = flatten(leaf.state)
         new_leaves, _ = flatten(new_state)
+        _check_shapes(path, [param, *old_leaves], [new_param, *new_leaves])
         for dst, src in zip(old_leaves, new_leaves):
             if dst is not None:
                 np.copyto(dst, src, casting="same_kind")

@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
 
 from pullback.compiler.autodiff.functions import bind_zeros, is_float
 from pullback.compiler.context import make_context
+from pullback.compiler.dialects.ad import CallbackOp
 from pullback.compiler.dialects.array import shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
@@ -118,6 +119,8 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     if mode in ("hessian", "hessian_reverse"):
         _check_first_order_only(module)
     if mode in BATCHED_MODES:
+        _check_no_eager_update(module, mode)
+    if mode in BATCHED_MODES:
         t0 = time.perf_counter()
         entry, grad_args, batched = _batched_derivative(ctx, module, program.name, mode,
                                                         cotangents, wrt)
@@ -162,6 +165,16 @@ def _check_first_order_only(module: ModuleOp) -> None:
                 "second derivatives through pb.forwarddiff are not supported: the region's "
                 "Jacobian is a constant to further differentiation; compute the Hessian "
                 "without pb.forwarddiff")
+
+
+def _check_no_eager_update(module: ModuleOp, mode: str) -> None:
+    """Jacobians and Hessians have no single backward pass to run an update in."""
+    for op in module.walk():
+        if isinstance(op, CallbackOp) and op.kind.data == "eager_update":
+            raise NotImplementedError(
+                f"pb.eager_update ('{op.label.data}') updates parameters in one backward "
+                f"pass; {mode} has none (it differentiates row by row or twice): use "
+                "pb.gradient, pb.withgradient or pb.pullback")
 
 
 def _compile_for(device: str, module: ModuleOp, entry: str, keep_ir: bool) -> Any:

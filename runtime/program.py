@@ -16,6 +16,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from pullback.dsl import dtypes
+from pullback.dsl.eager_update import EagerParam, bind, eager_params
 from pullback.dsl.trace import Trace, tracing
 from pullback.dsl.tracer import Tracer
 from pullback.params import Params
@@ -73,6 +74,8 @@ class Program:
     key: tuple[Any, ...]
     hidden_diff: list[bool] = dataclasses.field(default_factory=list)
     """Per hidden array: whether it is an implicit parameter (a differentiable input)."""
+    eager: list[EagerParam] = dataclasses.field(default_factory=list)
+    """The arrays `eager_update` changes in place; bound to the caller's by `arguments`."""
 
     @property
     def traced_leaves(self) -> list[int]:
@@ -101,7 +104,11 @@ class Program:
 
     def arguments(self, leaves: Sequence[Any]) -> list[np.ndarray]:
         """The native call's inputs for new leaves of the same structure."""
-        ins = [input_array(leaves[i], self.in_kinds[i]) for i in self.traced_leaves]
+        traced = self.traced_leaves
+        ins = [input_array(leaves[i], self.in_kinds[i]) for i in traced]
+        if self.eager:
+            bind(self.eager, [leaves[traced[p.arg]] if p.arg < len(traced)
+                              else self.hidden[p.arg - len(traced)] for p in self.eager])
         return ins + [input_array(arr, DIFF) if self._is_param(h) else hidden_array(arr)
                       for h, arr in enumerate(self.hidden)]
 
@@ -138,7 +145,8 @@ def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
             out_leaves.append(v)
     module = trace.finish(results, name)
     return Program(module, name, in_tree, kinds, out_tree, out_leaves, list(trace.hidden),
-                   trace.structural_key() + (tuple(kinds),), list(trace.hidden_diff))
+                   trace.structural_key() + (tuple(kinds),), list(trace.hidden_diff),
+                   eager_params(trace))
 
 
 def implicit_params(args: Sequence[Any], fname: str) -> Params | None:

@@ -13,6 +13,9 @@ Host callbacks (`pb.showgrad`, `pb.hook`) are explicit ops:
   a placeholder zero) and the result is unused. It lowers to a host call step.
 * `ad.hook` is a hook compiled into the backward pass: its region maps the
   cotangent (block argument) to the gradient that flows on (`ad.yield`).
+* kind `eager_update` (`pb.eager_update`) hands a parameter's complete gradient to
+  the host, which updates the parameter in place; no gradient flows on, and an
+  unreached use still calls the host (marked `unreached`) so that it knows.
 
 Every callback op names its host function by `slot` in a callback table: the table
 is a function argument (`tensor<i64>` holding a token the runtime registers), so
@@ -55,7 +58,7 @@ from xdsl.traits import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-CALLBACK_KINDS = ("showgrad", "hook")
+CALLBACK_KINDS = ("showgrad", "hook", "eager_update")
 
 
 @irdl_op_definition

@@ -4,11 +4,15 @@
 * `callback`: its VJP hands the cotangent of this use to the host (`callback_grad`);
   when a `showgrad` use receives no cotangent, its *unreached* rule still emits the
   host call, marked `unreached`, so that it can say so (a hook is simply not called).
+  An `eager_update` callback takes the parameter's gradient to the host, which
+  updates the parameter in place: the parameter gets no gradient, and an unreached
+  use still calls the host (marked `unreached`).
 * `callback_grad` of a `showgrad` is the identity, and differentiates as such; that of
   a Python hook is opaque: differentiating it again (`hessian`) raises an error that
   suggests a compiled hook. `hook`'s VJP inlines its region.
 * Forward mode: showgrad and hooks are reverse-mode concepts, so `callback` and `hook`
-  pass their tangent through unchanged.
+  pass their tangent through unchanged; an `eager_update` callback refuses forward
+  mode (an update is a reverse-pass effect).
 * `checkpoint`: its VJP recomputes the region from its operands and inlines the
   region's VJP there, marked as recomputed; its JVP inlines the region's JVP
   (`autodiff/checkpoint.py` explains both).
@@ -48,12 +52,13 @@ def _host_call(e: Emitter, op: ad.CallbackOp, g: SSAValue, unreached: bool) -> S
 
 def _callback_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
     assert isinstance(op, ad.CallbackOp)
-    return (_host_call(e, op, g, unreached=False), None)
+    passed = _host_call(e, op, g, unreached=False)
+    return (None if op.kind.data == "eager_update" else passed, None)
 
 
 def _callback_unreached(e: Emitter, op: Operation) -> None:
     assert isinstance(op, ad.CallbackOp)
-    if op.kind.data == "showgrad":
+    if op.kind.data in ("showgrad", "eager_update"):
         _host_call(e, op, e.full(0.0, op.operand), unreached=True)
 
 
@@ -80,6 +85,18 @@ def _host_call_jvp(e: Emitter, op: Operation,
 
 def _pass_tangent(e: Emitter, op: Operation,
                   tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    return tangents[0]
+
+
+def _callback_jvp(e: Emitter, op: Operation,
+                  tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    """The tangent, unchanged; an eager update has no meaning in forward mode."""
+    assert isinstance(op, ad.CallbackOp)
+    if op.kind.data == "eager_update":
+        raise NotImplementedError(
+            f"pb.eager_update ('{op.label.data}') updates parameters in the reverse pass "
+            "only; forward-mode and second derivatives (jvp, forwarddiff, hessian) over "
+            "it are not supported: use pb.gradient, pb.withgradient or pb.pullback")
     return tangents[0]
 
 
@@ -135,7 +152,7 @@ def _checkpoint_jvp(e: Emitter, op: Operation,
     return outputs[1] if len(outputs) > 1 else None
 
 
-RULES.define(ad.CallbackOp, _callback_vjp, _pass_tangent)
+RULES.define(ad.CallbackOp, _callback_vjp, _callback_jvp)
 RULES.define(ad.CheckpointOp, _checkpoint_vjp, _checkpoint_jvp)
 RULES.define(ad.CallbackGradOp, _host_call_vjp, _host_call_jvp)
 RULES.define(ad.HookOp, _hook_vjp, _pass_tangent)

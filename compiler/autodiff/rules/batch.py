@@ -268,6 +268,11 @@ BATCH_RULES.update({
 
 def _no_batched_callbacks(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
                           batched: Sequence[bool]) -> SSAValue:
+    kind = getattr(op, "kind", None)
+    if kind is not None and kind.data == "eager_update":
+        raise NotImplementedError(
+            f"'{op.name}' of pb.eager_update ('{op.label.data}') cannot be batched: batched "
+            "derivatives (jacobian, hessian) would apply one update per row; use pb.gradient")
     raise NotImplementedError(
         f"'{op.name}' (pb.showgrad / pb.hook) cannot be batched: batched derivatives "
         "(jacobian, hessian) do not support showgrad or hooks on the batched values; "

@@ -1,0 +1,189 @@
+"""`eager_update`: apply an optimiser step in the backward pass, as soon as a gradient is complete.
+
+`eager_update(state, model, update)` returns `model` unchanged. Inside a
+differentiated trace each array of `model` gets an `ad.callback` of kind
+`eager_update`: the backward pass hands the array's complete gradient to the host
+instead of passing it on, so the parameter gets no gradient result (its derivative
+is None) and its gradient buffer is freed where the update runs. Once every array of
+`model` has reported, `update(state, model, grads)` runs once on the caller's
+arrays, in place (for `pb.optimisers.update`, the optimiser state changes too).
+
+The model's arrays must be inputs of the trace: function arguments or implicit
+parameters (`pb.Params`). Which caller arrays those are is known only per call: the
+runtime binds them (`bind`) before each run of compiled code.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.ir import BlockArgument
+
+from pullback.compiler.dialects.ad import CallbackOp
+from pullback.compiler.host_calls import CallbackTable, register
+from pullback.dsl.trace import Trace, current_trace
+from pullback.dsl.tracer import Tracer
+
+Update = Callable[[Any, Any, Any], Any]
+
+
+@dataclass(eq=False)
+class EagerParam:
+    """One eagerly updated model array: its function-argument index, its place in
+    the model (`path`), and the caller's array for the current call (`array`)."""
+
+    arg: int
+    path: str
+    group: _Group
+    array: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class _Group:
+    """The arrays of one `eager_update` call: their gradients as they complete."""
+
+    state: Any
+    model: Any
+    update: Update
+    params: list[EagerParam] = field(default_factory=list)
+    grads: dict[int, np.ndarray | None] = field(default_factory=dict)
+
+    def receive(self, k: int, grad: np.ndarray | None) -> None:
+        """The gradient of parameter `k` (None: unreached); updates once all are in."""
+        self.grads[k] = grad
+        if len(self.grads) < len(self.params):
+            return
+        grads, self.grads = self.grads, {}
+        if all(g is None for g in grads.values()):
+            return
+        arrays = {p.path: p.array for p in self.params}
+        by_path = {p.path: grads[k] for k, p in enumerate(self.params)}
+        model = _map(self.model, "model", lambda path, x: arrays.get(path, _concrete(x)))
+        self.update(self.state, model,
+                    _map(self.model, "model", lambda path, _: by_path.get(path)))
+
+
+_TRACED = object()
+"""Stands in the kept model structure for a traced leaf that is not updated."""
+
+
+def _concrete(leaf: Any) -> Any:
+    return None if leaf is _TRACED else leaf
+
+
+_PARAMS: weakref.WeakKeyDictionary[Trace, list[EagerParam]] = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[Trace, tuple[CallbackTable, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+
+
+def eager_update(state: Any, model: Any, update: Update) -> Any:
+    """`model`, updated in place by `update(state, model, grads)` in the backward pass.
+
+    Args:
+      state: the optimiser state, e.g. `pb.optimisers.setup(rule, model)`.
+      model: an array or a pytree (dicts, lists, tuples) of arrays: arguments of the
+        differentiated function or implicit parameters.
+      update: called once per backward pass, when the gradients of every array of
+        `model` are complete, with the caller's arrays and those gradients (None for
+        an array no gradient reaches); it must update the arrays in place, as
+        `pb.optimisers.update` does.
+
+    Returns:
+      `model` (the identity in the forward pass). The derivatives returned for its
+      arrays are None. Outside a differentiated trace this just returns `model`.
+
+    Example:
+      >>> w = np.array([1.0, 2.0]); state = pb.optimisers.setup(pb.optimisers.Descent(0.5), w)
+      >>> pb.gradient(lambda w: pb.sum(pb.eager_update(state, w, pb.optimisers.update) ** 2), w)
+      (None,)
+      >>> w
+      array([0., 0.])
+    """
+    if not callable(update):
+        raise TypeError(f"eager_update needs a callable update, got {type(update).__name__}")
+    trace = current_trace()
+    if trace is None:
+        return model
+    # the group keeps the model's structure but no tracers (they would keep the trace alive)
+    kept = _map(model, "model", lambda _, x: _TRACED if isinstance(x, Tracer) else x)
+    group = _Group(state, kept, update)
+    return _map(model, "model", lambda path, leaf: _mark(trace, group, path, leaf))
+
+
+def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
+    """The eagerly updated stand-in for the model array `leaf` at `path`."""
+    if isinstance(leaf, np.ndarray) and not isinstance(leaf, Tracer):
+        if not trace.is_param(leaf):
+            raise ValueError(
+                f"eager_update: the array at {path} is not an input of the differentiated "
+                "function; pass the model as an argument (or in pb.Params)")
+        leaf = trace.hidden_input(leaf)
+    if not isinstance(leaf, Tracer) or leaf.trace is not trace:
+        return leaf
+    value = leaf.value
+    if not (isinstance(value, BlockArgument) and value.block is trace.block):
+        raise ValueError(
+            f"eager_update: the value at {path} is computed in the function, not one of its "
+            "inputs; eager_update takes the parameters themselves")
+    if leaf.dtype.kind != "f":
+        raise TypeError(f"eager_update: the array at {path} is not floating point "
+                        f"({leaf.dtype}); only parameters with gradients can be updated")
+    params = _PARAMS.setdefault(trace, [])
+    if any(p.arg == value.index for p in params):
+        raise ValueError(
+            f"eager_update: the array at {path} is already updated by another eager_update "
+            "call; parameters shared between eager updates are not supported")
+    param = EagerParam(value.index, path, group)
+    params.append(param)
+    group.params.append(param)
+    k = len(group.params) - 1
+    table, token = _table(trace)
+    slot = table.add(_receiver(group, k), tuple(value.type.get_shape()))
+    return trace.emit(CallbackOp(value, trace.hidden_input(token).value, slot,
+                                 "eager_update", path))
+
+
+def _receiver(group: _Group, k: int) -> Callable[[np.ndarray | None], None]:
+    def receive(grad: np.ndarray | None) -> None:
+        group.receive(k, grad)
+
+    return receive
+
+
+def _table(trace: Trace) -> tuple[CallbackTable, np.ndarray]:
+    if trace not in _TABLES:
+        table = CallbackTable()
+        _TABLES[trace] = (table, register(table))
+    return _TABLES[trace]
+
+
+def _map(tree: Any, path: str, fn: Callable[[str, Any], Any]) -> Any:
+    """`tree` with `fn(path, leaf)` at every leaf (dicts, lists, tuples, NamedTuples)."""
+    if isinstance(tree, dict):
+        return {k: _map(v, f"{path}[{k!r}]", fn) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_map(v, f"{path}.{n}", fn) for n, v in zip(tree._fields, tree)))
+    if isinstance(tree, tuple | list):
+        return type(tree)(_map(v, f"{path}[{i}]", fn) for i, v in enumerate(tree))
+    return fn(path, tree)
+
+
+def eager_params(trace: Trace) -> list[EagerParam]:
+    """The eagerly updated arrays of `trace`, in the order they were marked."""
+    return list(_PARAMS.get(trace, ()))
+
+
+def bind(params: list[EagerParam], arrays: list[Any]) -> None:
+    """Bind each parameter to the caller's array for the next run (`arrays[k]` for
+    `params[k]`); forgets gradients left from an interrupted run."""
+    for p, arr in zip(params, arrays, strict=True):
+        if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.flags.writeable):
+            raise TypeError(
+                f"eager_update updates the model in place, so the value at {p.path} must be "
+                f"a writeable floating-point numpy array, got {type(arr).__name__}")
+        p.array = arr
+        p.group.grads = {}
