@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
+    FunctionType,
     ModuleOp,
     TensorType,
     f32,
@@ -286,3 +288,13 @@ def float_type_of(dtype: Any) -> Attribute:
     """The element type for a numpy float dtype."""
     return f32 if np.dtype(dtype) == np.float32 else f64
 
+
+def build(make: Callable[..., Sequence[SSAValue]], arg_types: Sequence[Attribute],
+          name: str = "f") -> ModuleOp:
+    """A module with one function `@name(arg_types)` returning what `make(*args)` emits."""
+    fn = func.FuncOp(name, (list(arg_types), []))
+    with ImplicitBuilder(fn.body) as args:
+        outs = list(make(*args))
+        func.ReturnOp(*outs)
+    fn.function_type = FunctionType.from_lists(list(arg_types), [o.type for o in outs])
+    return ModuleOp([fn])

@@ -6,12 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from xdsl.builder import ImplicitBuilder
-from xdsl.dialects import func
+from op_table import build
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
-    FunctionType,
-    ModuleOp,
     TensorType,
     f32,
     f64,
@@ -25,14 +22,6 @@ from pullback.compiler.dialects import array as A
 RNG = np.random.default_rng(3)
 
 
-def build(make: Callable[..., Sequence[SSAValue]], arg_types: Sequence[Attribute],
-          name: str = "f") -> ModuleOp:
-    fn = func.FuncOp(name, (list(arg_types), []))
-    with ImplicitBuilder(fn.body) as args:
-        outs = list(make(*args))
-        func.ReturnOp(*outs)
-    fn.function_type = FunctionType.from_lists(list(arg_types), [o.type for o in outs])
-    return ModuleOp([fn])
 
 
 def compile_(make: Callable[..., Sequence[SSAValue]], arg_types: Sequence[Attribute],

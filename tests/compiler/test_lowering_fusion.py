@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from xdsl.builder import ImplicitBuilder
+from op_table import build
 from xdsl.dialects import func, math, memref, scf
-from xdsl.dialects.builtin import ArrayAttr, FunctionType, ModuleOp, StringAttr, TensorType, f64
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f64
 from xdsl.ir import Attribute, SSAValue
 from xdsl.parser import Parser
 
@@ -19,16 +19,6 @@ from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass
 from pullback.compiler.dialects import array as A
 from pullback.compiler.passes import get_pass
 from pullback.compiler.transforms.simplify import SimplifyPass
-
-
-def build(make: Callable[..., Sequence[SSAValue]], arg_types: Sequence[Attribute],
-          name: str = "f") -> ModuleOp:
-    fn = func.FuncOp(name, (list(arg_types), []))
-    with ImplicitBuilder(fn.body) as args:
-        outs = list(make(*args))
-        func.ReturnOp(*outs)
-    fn.function_type = FunctionType.from_lists(list(arg_types), [o.type for o in outs])
-    return ModuleOp([fn])
 
 
 def lower(module: ModuleOp, name: str = "f") -> ModuleOp:
