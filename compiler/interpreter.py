@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     TensorType,
 )
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
 from pullback.compiler import host_calls
 from pullback.compiler.dialects import array as A
@@ -28,7 +28,9 @@ from pullback.compiler.dialects.ad import (
     CallbackGradOp,
     CallbackOp,
     CheckpointOp,
+    EagerUpdateOp,
     HookOp,
+    ReverseBeginOp,
     StopGradientOp,
     YieldOp,
 )
@@ -163,6 +165,7 @@ IMPLS: dict[type[Operation], Impl] = {
     CallbackGradOp: _host_call,
     HookOp: lambda op, x: x,
     CheckpointOp: _checkpoint,
+    EagerUpdateOp: lambda op, param, *states: param,
     A.ConstantOp: _constant,
     A.FullOp: _full,
     A.NegOp: _unary(np.negative),
@@ -231,7 +234,10 @@ def _step(op: Operation, env: dict[SSAValue, np.ndarray]) -> np.ndarray:
 
 
 def evaluate(function: func.FuncOp, args: Sequence[Any]) -> list[np.ndarray]:
-    """Run `function` on numpy arrays; one array per result."""
+    """Run `function` on numpy arrays; one array per result.
+
+    An `array.assign` writes its value into the caller's argument array, in place, when
+    the function returns (the argument must then be a writeable array of its type)."""
     block = function.body.block
     if len(args) != len(block.args):
         raise ValueError(
@@ -240,9 +246,19 @@ def evaluate(function: func.FuncOp, args: Sequence[Any]) -> list[np.ndarray]:
     env: dict[SSAValue, np.ndarray] = {
         a: _as_array(v, a.type) for a, v in zip(block.args, args, strict=True)
     }
+    writes: list[tuple[int, np.ndarray]] = []
     for op in block.ops:
         if isinstance(op, func.ReturnOp):
+            for i, value in writes:
+                np.copyto(args[i], value)
             return [env[v] for v in op.arguments]
+        if isinstance(op, A.AssignOp):
+            target = op.target
+            assert isinstance(target, BlockArgument)
+            writes.append((target.index, env[op.value]))
+            continue
+        if isinstance(op, ReverseBeginOp):
+            continue
         env[op.results[0]] = _step(op, env)
     raise ValueError(f"@{function.sym_name.data} does not end in func.return")
 

@@ -97,7 +97,7 @@ class Buffer:
         if trace is None:
             self._value[index] = value
         else:
-            self._value = _update(trace, self._traced(trace), index, value)
+            self._value = write_slice(trace, self._traced(trace), index, value)
         self._written = True
 
     def copy(self) -> Any:
@@ -192,7 +192,7 @@ def _window(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], l
     return start, stride, size, tuple(kept)
 
 
-def _update(trace: Trace, base: Tracer, index: Any, value: Any) -> Tracer:
+def write_slice(trace: Trace, base: Tracer, index: Any, value: Any) -> Tracer:
     """`base` with the window `index` replaced by `value` (broadcast), as a new tracer."""
     start, stride, size, kept = _window(index, base.shape)
     if 0 in size:
@@ -200,7 +200,7 @@ def _update(trace: Trace, base: Tracer, index: Any, value: Any) -> Tracer:
     v = core.lift(trace, value, base.dtype)
     if ad.broadcast_shapes(v.shape, kept) != kept:
         raise shape_error(
-            f"could not broadcast a value of shape {v.shape} into the Buffer window of "
-            f"shape {kept}")
+            f"could not broadcast a value of shape {v.shape} into the window of shape "
+            f"{kept} it is written to")
     v = core.reshape(core.broadcast_to(v, kept), tuple(size))
     return trace.emit(ad.UpdateSliceOp(base.value, v.value, start, stride))

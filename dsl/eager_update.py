@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from xdsl.ir import BlockArgument
+from xdsl.ir import Block, BlockArgument, Region
 
-from pullback.compiler.dialects.ad import CallbackOp
+from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp, YieldOp
 from pullback.compiler.host_calls import CallbackTable, register
+from pullback.dsl import core
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
+from pullback.pytree import flatten
 
 Update = Callable[[Any, Any, Any], Any]
 
@@ -76,6 +78,8 @@ def _concrete(leaf: Any) -> Any:
 
 
 _PARAMS: weakref.WeakKeyDictionary[Trace, list[EagerParam]] = weakref.WeakKeyDictionary()
+_UPDATED: weakref.WeakKeyDictionary[Trace, set[int]] = weakref.WeakKeyDictionary()
+"""The function arguments some eager_update of the trace updates (host or compiled)."""
 _TABLES: weakref.WeakKeyDictionary[Trace, tuple[CallbackTable, np.ndarray]] = (
     weakref.WeakKeyDictionary())
 
@@ -108,14 +112,19 @@ def eager_update(state: Any, model: Any, update: Update) -> Any:
     trace = current_trace()
     if trace is None:
         return model
+    compiled = getattr(update, "compiled_eager_update", None)
+    if compiled is not None:
+        return compiled(state, model, lambda path, leaf, rule, rule_state: _mark_compiled(
+            trace, path, leaf, rule, rule_state))
     # the group keeps the model's structure but no tracers (they would keep the trace alive)
     kept = _map(model, "model", lambda _, x: _TRACED if isinstance(x, Tracer) else x)
     group = _Group(state, kept, update)
     return _map(model, "model", lambda path, leaf: _mark(trace, group, path, leaf))
 
 
-def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
-    """The eagerly updated stand-in for the model array `leaf` at `path`."""
+def _param_input(trace: Trace, path: str, leaf: Any) -> Tracer | None:
+    """The function input the model array `leaf` at `path` is (None: not a traced array),
+    checked to be a floating-point input not updated by another eager_update."""
     if isinstance(leaf, np.ndarray) and not isinstance(leaf, Tracer):
         if not trace.is_param(leaf):
             raise ValueError(
@@ -123,7 +132,7 @@ def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
                 "function; pass the model as an argument (or in pb.Params)")
         leaf = trace.hidden_input(leaf)
     if not isinstance(leaf, Tracer) or leaf.trace is not trace:
-        return leaf
+        return None
     value = leaf.value
     if not (isinstance(value, BlockArgument) and value.block is trace.block):
         raise ValueError(
@@ -132,19 +141,85 @@ def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
     if leaf.dtype.kind != "f":
         raise TypeError(f"eager_update: the array at {path} is not floating point "
                         f"({leaf.dtype}); only parameters with gradients can be updated")
-    params = _PARAMS.setdefault(trace, [])
-    if any(p.arg == value.index for p in params):
+    used = _UPDATED.setdefault(trace, set())
+    if value.index in used:
         raise ValueError(
             f"eager_update: the array at {path} is already updated by another eager_update "
             "call; parameters shared between eager updates are not supported")
+    used.add(value.index)
+    return leaf
+
+
+def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
+    """The eagerly updated stand-in for the model array `leaf` at `path` (host update)."""
+    traced = _param_input(trace, path, leaf)
+    if traced is None:
+        return leaf
+    value = traced.value
+    assert isinstance(value, BlockArgument)
     param = EagerParam(value.index, path, group)
-    params.append(param)
+    _PARAMS.setdefault(trace, []).append(param)
     group.params.append(param)
     k = len(group.params) - 1
     table, token = _table(trace)
     slot = table.add(_receiver(group, k), tuple(value.type.get_shape()))
     return trace.emit(CallbackOp(value, trace.hidden_input(token).value, slot,
                                  "eager_update", path))
+
+
+def _mark_compiled(trace: Trace, path: str, leaf: Any, rule: Callable[..., Any],
+                   rule_state: Any) -> Any:
+    """The stand-in for the model array `leaf` at `path` whose optimiser step
+    `rule(param, grad, state) -> (new_param, new_state)` is compiled into the backward
+    pass (`ad.eager_update`); the arrays of `rule_state` are written in place too."""
+    param = _param_input(trace, path, leaf)
+    if param is None:
+        return leaf
+    old, tree = flatten(rule_state)
+    states = [trace.hidden_input(a) if isinstance(a, np.ndarray) else None for a in old]
+    traced_states = [s for s in states if s is not None]
+    with trace.region() as block:
+        p = trace.region_input(block, param.shape, param.dtype)
+        g = trace.region_input(block, param.shape, param.dtype)
+        args = iter([trace.region_input(block, s.shape, s.dtype) for s in traced_states])
+        inner = [next(args) if s is not None else a for s, a in zip(states, old, strict=True)]
+        new_param, new_state = rule(p, g, tree.unflatten(inner))
+        new_leaves, new_tree = flatten(new_state)
+        if new_tree != tree:
+            raise ValueError(f"eager_update: the optimiser rule changed the structure of the "
+                             f"state of the model's array at {path}")
+        results = [_result(trace, path, "parameter", p, new_param)]
+        results += [_result(trace, path, f"state array {k}", s, v)
+                    for k, (s, v) in enumerate(zip(inner, new_leaves, strict=True))
+                    if states[k] is not None]
+        trace.terminate(block, YieldOp(*(r.value for r in results)))
+    _check_isolated(block, path)
+    op = EagerUpdateOp(param.value, [s.value for s in traced_states], Region(block), path)
+    return trace.emit(op)
+
+
+def _result(trace: Trace, path: str, what: str, old: Tracer, new: Any) -> Tracer:
+    """The rule's new value for `old`, of its shape and dtype."""
+    if tuple(np.shape(new)) != old.shape:
+        raise ValueError(f"the optimiser rule returned a new {what} of shape {np.shape(new)} "
+                         f"for the model's array at {path}, which has shape {old.shape}")
+    return core.lift(trace, new, old.dtype)
+
+
+def _check_isolated(block: Block, path: str) -> None:
+    """The rule's ops may use only the region's arguments and their own results."""
+    inside = set(block.args)
+    for op in block.walk():
+        inside.update(op.results)
+        for region in op.regions:
+            for b in region.blocks:
+                inside.update(b.args)
+    for op in block.walk():
+        for v in op.operands:
+            if v not in inside:
+                raise ValueError(
+                    f"eager_update: the optimiser rule for the model's array at {path} uses "
+                    "a traced value from outside its (param, grad, state) arguments")
 
 
 def _receiver(group: _Group, k: int) -> Callable[[np.ndarray | None], None]:

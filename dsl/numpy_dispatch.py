@@ -35,7 +35,26 @@ FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {
     np.stack: ops.stack, np.cumsum: ops.cumsum, np.clip: ops.clip, np.ravel: ops.ravel,
     np.squeeze: ops.squeeze, np.expand_dims: ops.expand_dims,
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.copyto: lambda dst, src, casting="same_kind", where=True: _copyto(dst, src, where),
 }
+
+
+def _copyto(dst: Any, src: Any, where: Any) -> None:
+    """`np.copyto(dst, src)` with a traced `src` or `dst`: an in-place write of `dst` (a
+    traced array, or a numpy array the function closes over), written back when the
+    compiled function returns."""
+    from pullback.dsl import core
+    from pullback.dsl.tracer import Tracer
+
+    if where is not True:
+        raise TypeError("numpy.copyto on traced arrays does not take where=; write "
+                        "np.copyto(dst, pb.where(mask, src, dst)) instead")
+    trace = (src if isinstance(src, Tracer) else dst).trace
+    if not isinstance(dst, Tracer | np.ndarray):
+        raise TypeError(f"numpy.copyto needs an array to write into, got {type(dst).__name__}")
+    target = core.lift(trace, dst)
+    value = core.lift(trace, src, target.dtype)
+    trace.write(target, core.broadcast_to(value, target.shape))
 
 
 def _unsupported(name: str) -> TypeError:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 
 from pullback.compiler.dialects import array as ad
+from pullback.compiler.dialects.ad import ReverseBeginOp
 from pullback.dsl import dtypes
+
+if TYPE_CHECKING:
+    from pullback.dsl.tracer import Tracer
 
 _ACTIVE: list[Trace] = []
 
@@ -44,6 +49,7 @@ class Trace:
         self._hidden_by_id: dict[int, object] = {}
         self._numbering: dict[SSAValue, int] = {}
         self._insertion: list[Block] = [self.block]
+        self._written: dict[BlockArgument, Tracer] = {}
 
     def is_param(self, value: object) -> bool:
         """Whether `value` is one of this trace's implicit parameters (by identity)."""
@@ -101,6 +107,36 @@ class Trace:
         """A constant array (folded Python scalar)."""
         return self.emit(ad.FullOp(value, dtypes.tensor_type(shape, dtype)))
 
+    # -- writes -------------------------------------------------------------------------
+
+    def write(self, dst: Tracer, value: Tracer) -> None:
+        """Give the array `dst` stands for the value `value`, as a numpy in-place write.
+
+        Later reads of `dst` see `value`. When `dst` is an input of the function (an
+        argument or a closed-over array), the caller's array is written when the
+        compiled function returns (`array.assign`).
+        """
+        if value.shape != dst.shape or value.dtype != dst.dtype:
+            raise ValueError(
+                f"an in-place write into a traced array of shape {dst.shape} and dtype "
+                f"{dst.dtype} got a value of shape {value.shape} and dtype {value.dtype}")
+        arg = dst.value
+        if isinstance(arg, BlockArgument) and arg.block is self.block:
+            known = self._written.setdefault(arg, dst)
+            if known is not dst:
+                raise ValueError("this function input is written through two different "
+                                 "traced arrays; write it through one")
+        if self._insertion[-1] is not self.block and not _inside(dst.value, self._insertion[-1]):
+            raise NotImplementedError(
+                "an in-place write of a value from outside a region (pb.checkpointed, "
+                "pb.forwarddiff, a gradient taken inside the function) is not supported; "
+                "return the new value from the region and write it outside")
+        dst.value = value.value
+
+    def written_inputs(self) -> list[tuple[BlockArgument, SSAValue]]:
+        """Each written function input and the value it holds at the end, in order."""
+        return [(arg, t.value) for arg, t in self._written.items() if t.value is not arg]
+
     # -- regions ------------------------------------------------------------------------
 
     @contextmanager
@@ -119,6 +155,11 @@ class Trace:
         finally:
             self._insertion.pop()
 
+    def terminate(self, block: Block, op: Operation) -> None:
+        """End the region `block` with the terminator `op` (no results)."""
+        self.key.append((op.name, tuple(self._numbering[o] for o in op.operands)))
+        block.add_op(op)
+
     def region_input(self, block: Block, shape: tuple[int, ...], dtype: np.dtype):
         """A tracer for a new argument of the region `block`."""
         from pullback.dsl.tracer import Tracer
@@ -131,7 +172,7 @@ class Trace:
 
     def inline(self, fn: func.FuncOp, args: Sequence[SSAValue]) -> list[SSAValue]:
         """Emit a copy of the single-block function `fn` with its arguments bound to
-        `args`; the values it returns."""
+        `args`; the values it returns (`fn`'s `ad.reverse_begin`, if any, is dropped)."""
         block = fn.body.block
         if len(args) != len(block.args):
             raise ValueError(
@@ -143,6 +184,8 @@ class Trace:
             if isinstance(op, func.ReturnOp):
                 outputs = op.arguments
                 break
+            if isinstance(op, ReverseBeginOp):
+                continue
             if len(op.results) != 1:
                 raise ValueError(f"cannot inline '{op.name}': it must have one result")
             copy = op.clone(mapping) if op.regions else op.clone_without_regions(mapping)
@@ -153,6 +196,9 @@ class Trace:
 
     def finish(self, outputs: Sequence[SSAValue], name: str) -> ModuleOp:
         """Close the function with `func.return outputs`; return the module."""
+        for arg, value in self.written_inputs():
+            self.key.append(("assign", self._numbering[arg], self._numbering[value]))
+            self.block.add_op(ad.AssignOp(arg, value))
         self.key.append(("return", tuple(self._numbering[o] for o in outputs)))
         self.block.add_op(func.ReturnOp(*outputs))
         inputs = [a.type for a in self.block.args]
@@ -172,6 +218,12 @@ def tracing(trace: Trace) -> Iterator[Trace]:
         yield trace
     finally:
         _ACTIVE.pop()
+
+
+def _inside(value: SSAValue, block: Block) -> bool:
+    """Whether `value` is defined in `block` (an argument or an op result)."""
+    owner = value.owner
+    return owner is block if isinstance(owner, Block) else owner.parent is block
 
 
 def tensor_shape(t: TensorType) -> tuple[int, ...]:

@@ -79,10 +79,38 @@ class Tracer:
         raise concretization_error("item()")
 
     def __setitem__(self, index: object, value: object) -> None:
-        raise TypeError(
-            "traced arrays are immutable: build a new array (pb.where, pb.concatenate) "
-            "instead of assigning into one"
-        )
+        from pullback.dsl.buffer import write_slice
+
+        self.trace.write(self, write_slice(self.trace, self, index, value))
+
+    # -- in-place arithmetic: the array this tracer stands for changes, as in numpy --------
+
+    def _in_place(self, new: Tracer) -> Tracer:
+        if new.shape != self.shape:
+            raise ValueError(f"in-place operation: the result of shape {new.shape} cannot be "
+                             f"written into an array of shape {self.shape}")
+        if new.dtype != self.dtype:
+            if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
+                raise TypeError(f"in-place operation: cannot cast the result of dtype "
+                                f"{new.dtype} to the array's dtype {self.dtype}")
+            new = _ops().astype(new, self.dtype)
+        self.trace.write(self, new)
+        return self
+
+    def __iadd__(self, o: object) -> Tracer:
+        return self._in_place(_ops().add(self, o))
+
+    def __isub__(self, o: object) -> Tracer:
+        return self._in_place(_ops().subtract(self, o))
+
+    def __imul__(self, o: object) -> Tracer:
+        return self._in_place(_ops().multiply(self, o))
+
+    def __itruediv__(self, o: object) -> Tracer:
+        return self._in_place(_ops().divide(self, o))
+
+    def __ipow__(self, o: object) -> Tracer:
+        return self._in_place(_ops().power(self, o))
 
     # -- arithmetic ---------------------------------------------------------------------
 
@@ -126,7 +154,7 @@ class Tracer:
         return _ops().negative(self)
 
     def __pos__(self) -> Tracer:
-        return self
+        return Tracer(self.trace, self.value)
 
     def __abs__(self) -> Tracer:
         return _ops().abs(self)
@@ -237,7 +265,7 @@ class Tracer:
         return _ops().clip(self, a_min, a_max)
 
     def copy(self) -> Tracer:
-        return self
+        return Tracer(self.trace, self.value)
 
     # -- numpy protocols ------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pullback import devices, pipeline
+from pullback import devices, pipeline, traced_gradient
+from pullback.dsl.trace import current_trace
 from pullback.params import Grads, Params
-from pullback.program import Program, trace_call
+from pullback.program import Program, ResultIndex, trace_call
 from pullback.pytree import first_entry, flatten
 from pullback.results import gradients, output_value, param_gradients, value_leaf
 
@@ -37,7 +38,7 @@ def _primary_result(program: Program, fname: str) -> int | None:
             f"{fname} differentiates the first entry of the returned "
             f"{program.out_tree.kind}, which must be a real number, but it is a "
             f"{program.out_tree.children[0].kind}")
-    if not isinstance(leaf, int):
+    if not isinstance(leaf, ResultIndex):
         if isinstance(first, int | float | np.number) and not isinstance(first, bool):
             return None
         if isinstance(first, np.ndarray) and first.ndim == 0 and first.dtype.kind in "fi":
@@ -58,6 +59,10 @@ def _run_gradient(f: Callable[..., Any], args: tuple[Any, ...], device: str | No
                   fname: str) -> WithGradient:
     if not callable(f):
         raise TypeError(f"{fname} needs a callable as its first argument, got {type(f).__name__}")
+    trace = current_trace()
+    if trace is not None:
+        region = traced_gradient.record(trace, f, args, fname)
+        return WithGradient(*region.gradient(_primary_result(region.program, fname)))
     dev = devices.resolve(device)
     program, params = trace_call(f, args, fname)
     primary = _primary_result(program, fname)
@@ -88,7 +93,10 @@ def gradient(f: Callable[..., Any], *args: Any,
     Returns:
       A tuple with one entry per argument, shaped like it; None where the output does not
       depend on the argument or the argument is not numeric. In implicit mode, `Grads`
-      keyed by the parameters.
+      keyed by the parameters. Called inside a traced function (`pb.compile`, or the
+      function of another derivative), the derivatives are traced values computed by
+      the enclosing compiled function, which also decides the device; they are taken
+      with respect to the arguments only, not the traced values `f` closes over.
 
     Example:
       >>> pb.gradient(lambda x, y: x / y, 1, 2)
@@ -114,8 +122,11 @@ def pullback(f: Callable[..., Any], *args: Any, device: str | None = None
     """
     if not callable(f):
         raise TypeError(f"pullback needs a callable as its first argument, got {type(f).__name__}")
+    if current_trace() is not None:
+        raise traced_gradient.not_in_trace("pullback")
     dev = devices.resolve(device)
     program, params = trace_call(f, args, "pullback")
+    program.check_runs_once("pb.pullback")
     leaves, _ = flatten(tuple(args))
     inputs = program.arguments(leaves)
     value = pipeline.compiled(program, "value", dev)
@@ -142,7 +153,7 @@ def _cotangents(program: Program, dy: Any, types: list, float_results: tuple[int
             f"leaves), got {len(dy_leaves)} leaves")
     by_result = {}
     for out, d in zip(program.out_leaves, dy_leaves):
-        if isinstance(out, int):
+        if isinstance(out, ResultIndex):
             by_result[out] = d
     cts = []
     for r in float_results:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 
 from pullback.compiler.passes import PASSES
+from pullback.demo import DemoUnavailable
+from pullback.demo import run as demo_run
 
 
 def _opt(args: argparse.Namespace) -> int:
@@ -37,10 +40,19 @@ def _opt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from pullback.demo import run
+_DEMO_OPTIONS = [("epochs", int, "passes over the training set"),
+                 ("batch", int, "images per training step"),
+                 ("width", int, "units per hidden layer"),
+                 ("seed", int, "seed of the initial weights and of the batches"),
+                 ("lr", float, "Adam learning rate")]
 
-    run(steps=args.steps, device=args.device)
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        demo_run(device=args.device, **{name: getattr(args, name) for name, _, _ in _DEMO_OPTIONS})
+    except (DemoUnavailable, ValueError) as e:
+        print(f"pullback demo: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -53,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--list-passes", action="store_true", help="list the registered passes")
     opt.add_argument("--verify", action="store_true", help="verify the module after the passes")
     opt.set_defaults(run=_opt)
-    demo = sub.add_parser("demo", help="train a small model through compiled code")
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--device", default=None)
+    demo = sub.add_parser(
+        "demo", help="train a digit classifier with compiled, eagerly updated, checkpointed steps",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = {name: p.default for name, p in inspect.signature(demo_run).parameters.items()}
+    demo.add_argument("--device", default=None,
+                      help="cpu or opencl; None: $PULLBACK_DEVICE, else cpu")
+    for name, kind, text in _DEMO_OPTIONS:
+        demo.add_argument(f"--{name}", type=kind, default=defaults[name], help=text)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     return args.run(args)

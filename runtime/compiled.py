@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from xdsl.dialects.builtin import TensorType
 
 from pullback import api, devices, jacobians, pipeline
+from pullback.compiler.backends.kernel_level import numpy_dtype
+from pullback.compiler.transforms.memory_plan import MemoryReport
 from pullback.params import Params
 from pullback.program import STATIC, Program, input_array, trace_program
 from pullback.pytree import flatten
@@ -29,19 +32,23 @@ class Compiled:
     pass), `llvm_ir` or `opencl_source` (the generated code).
     """
 
-    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], mode: str, device: str):
-        if mode not in COMPILE_MODES:
+    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], mode: str | None,
+                 device: str):
+        if mode is not None and mode not in COMPILE_MODES:
             raise ValueError(
                 f"unknown mode '{mode}'; accepted modes: {', '.join(COMPILE_MODES)}")
-        self.mode = mode
         self.device = device
         if mode in BATCHED_MODES:
+            self.mode = mode
             self._init_batched(f, args)
             return
         self._plan: Any = None
         t0 = time.perf_counter()
         self.program: Program = trace_program(f, args)
         trace_time = time.perf_counter() - t0
+        if mode is None:
+            mode = "value" if self.program.writes_inputs else "gradient"
+        self.mode = mode
         leaves, _ = flatten(tuple(args))
         self._remember_signature(leaves)
         self._cts: tuple[int, ...] = ()
@@ -50,6 +57,7 @@ class Compiled:
             core_mode = "gradient" if primary is not None else "value"
             self._cts = (primary,) if primary is not None else ()
         elif mode == "pullback":
+            self.program.check_runs_once('pb.compile(..., mode="pullback")')
             core_mode = "pullback"
             types = self.program.result_types()
             self._types = types
@@ -135,11 +143,17 @@ class Compiled:
         return src
 
     @property
-    def memory(self) -> Any:
-        """The bytes one call uses, from the static memory plan (a `MemoryReport`):
-        `peak_bytes` = `inputs` + `outputs` + `temporaries` (the one arena they
-        share); `unplanned_bytes` is what the temporaries would take without sharing."""
-        return self._compiled.executable.memory
+    def memory(self) -> MemoryReport:
+        """The bytes one call uses, from the static memory plan (a `MemoryReport`;
+        printed, a table): `peak_bytes` = `inputs` + `outputs` + `gradients` +
+        `residuals` + `scratch`. `gradients` are the returned derivatives, `outputs`
+        the other results; `residuals` (saved activations) and `scratch` share one
+        arena of `temporaries` bytes; `unplanned_bytes` is what the temporaries
+        would take without sharing."""
+        built = self._compiled
+        exe = built.executable
+        derivatives = exe.output_types[built.num_results:]
+        return exe.memory.with_gradients(sum(_tensor_bytes(t) for t in derivatives))
 
     def ir(self, stage: str = "simplify") -> str:
         """MLIR text after `stage` (one of `stages`)."""
@@ -207,6 +221,10 @@ class Compiled:
         return jacobians.hessian_of_rows(args[0], self._plan(args))
 
 
+def _tensor_bytes(t: TensorType) -> int:
+    return int(np.prod(t.get_shape(), dtype=np.int64)) * numpy_dtype(t.element_type).itemsize
+
+
 def _signature(program: Program, leaves: list[Any]) -> tuple[Any, ...]:
     sig = []
     for leaf, kind in zip(leaves, program.in_kinds):
@@ -218,7 +236,7 @@ def _signature(program: Program, leaves: list[Any]) -> tuple[Any, ...]:
     return tuple(sig)
 
 
-def compile(f: Callable[..., Any], *example_args: Any, mode: str = "gradient",  # noqa: A001
+def compile(f: Callable[..., Any], *example_args: Any, mode: str | None = None,  # noqa: A001
             device: str | None = None) -> Compiled:
     """Trace and compile `f` for arguments like `example_args`.
 
@@ -227,7 +245,9 @@ def compile(f: Callable[..., Any], *example_args: Any, mode: str = "gradient",  
       *example_args: arguments fixing shapes, dtypes and structure.
       mode: "value" (f itself), "gradient", "withgradient", "pullback", "jacobian",
         "withjacobian", "hessian", "hessian_reverse" or "diaghessian": calls return what
-        the function of that name (`pb.gradient`, `pb.jacobian`, ...) would.
+        the function of that name (`pb.gradient`, `pb.jacobian`, ...) would. By
+        default "gradient", or "value" for a function that writes its arguments in
+        place (a training step: `x -= ...`, `x[...] = ...`, `pb.optimisers.update`).
       device: "cpu" by default.
 
     Returns:

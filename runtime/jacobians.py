@@ -20,7 +20,14 @@ import numpy as np
 
 from pullback import devices, pipeline
 from pullback.params import Grads, IdDict, Params
-from pullback.program import DIFF, Program, implicit_params, input_array, trace_program
+from pullback.program import (
+    DIFF,
+    Program,
+    ResultIndex,
+    implicit_params,
+    input_array,
+    trace_program,
+)
 from pullback.pytree import flatten
 from pullback.results import output_value, value_leaf
 
@@ -114,7 +121,7 @@ def _single_output(program: Program, fname: str) -> Any:
             f"{fname} needs the function to return one array or number, got a "
             f"{program.out_tree.kind}")
     leaf = program.out_leaves[0]
-    if isinstance(leaf, int):
+    if isinstance(leaf, ResultIndex):
         shape, dtype = program.result_types()[leaf]
         if dtype.kind != "f":
             raise TypeError(f"{fname} needs a real (floating point) output, got dtype {dtype}")
@@ -159,13 +166,13 @@ class JacobianCall:
         self.out = _single_output(program, fname)
         self.built: pipeline.Built | None = None
         self._seeds: list[np.ndarray] = []
-        if isinstance(self.out, int) and wrt:
+        if isinstance(self.out, ResultIndex) and wrt:
             shape, dtype = program.result_types()[self.out]
             m = int(np.prod(shape, dtype=np.int64))
             self._seeds = [np.eye(m, dtype=dtype).reshape((m, *shape))]
             self.built = pipeline.compiled(program, "jacobian", device, keep_ir=keep_ir,
                                            cotangents=(self.out,), wrt=wrt)
-        elif isinstance(self.out, int):
+        elif isinstance(self.out, ResultIndex):
             self.built = pipeline.compiled(program, "value", device, keep_ir=keep_ir)
 
     def __call__(self, args: tuple[Any, ...]) -> WithJacobian:
@@ -256,7 +263,7 @@ def withjacobian(f: Callable[..., Any], *args: Any, device: str | None = None) -
 def _scalar_output(program: Program, fname: str) -> int | None:
     """The result index of the real scalar output, None if the output is a constant."""
     out = _single_output(program, fname)
-    if not isinstance(out, int):
+    if not isinstance(out, ResultIndex):
         if out.shape != ():
             raise TypeError(f"{fname} needs the function to return a real scalar, got an "
                             f"array of shape {out.shape}; use pb.jacobian for array outputs")

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pullback.dsl import sqrt
+from pullback.dsl import core, sqrt
+from pullback.dsl.trace import Trace
 from pullback.dsl.tracer import Tracer
 from pullback.pytree import Tree, children, flatten
 
@@ -303,13 +304,37 @@ def apply(state: Any, model: Any, grads: Any) -> tuple[Any, Any]:
 
 def _check(path: str, leaf: Leaf, param: Any, grad: Any) -> tuple[Any, Any]:
     """Validate one leaf before anything is written, so a bad input changes nothing."""
-    if isinstance(param, Tracer) or isinstance(grad, Tracer):
-        raise TypeError(
-            f"pb.optimisers.update writes into the model's arrays in place, so it needs "
-            f"concrete arrays, but the value at {path} is traced; inside a traced function "
-            "use pb.optimisers.apply, which returns the new model and state")
     _check_grad(path, param, grad)
     return param, leaf
+
+
+def _traced_step(trace: Trace) -> Step:
+    """One leaf of `update` inside a traced function: the rule is traced on the state
+    arrays as inputs, and the parameter and state arrays are written in place
+    (`Trace.write`), so the compiled function updates the caller's arrays."""
+    def step(path: str, leaf: Leaf, param: Any, grad: Any) -> tuple[Any, Any]:
+        p = core.lift(trace, param)
+        old_leaves, tree = flatten(leaf.state)
+        traced = [trace.hidden_input(a) if isinstance(a, np.ndarray) else a
+                  for a in old_leaves]
+        new_param, new_state = leaf.rule(p, core.lift(trace, grad, p.dtype),
+                                         tree.unflatten(traced))
+        new_leaves, _ = flatten(new_state)
+        _check_shapes(path, [param, *old_leaves], [new_param, *new_leaves])
+        for dst, src in zip(traced, new_leaves):
+            if isinstance(dst, Tracer):
+                trace.write(dst, core.lift(trace, src, dst.dtype))
+        trace.write(p, core.lift(trace, new_param, p.dtype))
+        return param, leaf
+
+    return step
+
+
+def _trace_of(model: Any, grads: Any) -> Trace | None:
+    """The trace `update` runs in: that of any traced model array or gradient."""
+    leaves = [*flatten(model)[0], *flatten(grads)[0]]
+    traced = [x for x in leaves if isinstance(x, Tracer)]
+    return traced[0].trace if traced else None
 
 
 def _check_shapes(path: str, old: list[Any], new: list[Any]) -> None:
@@ -324,6 +349,9 @@ def _check_shapes(path: str, old: list[Any], new: list[Any]) -> None:
 
 def update(state: Any, model: Any, grads: Any) -> None:
     """Apply one optimiser step in place to the model's arrays and to `state`.
+
+    Inside a traced function (`pb.compile`) the step is compiled: the compiled function
+    writes the model's arrays and the state's arrays in place when it runs.
 
     Args:
       state: from `setup(rule, model)`.
@@ -343,8 +371,22 @@ def update(state: Any, model: Any, grads: Any) -> None:
         return param, leaf
 
     _walk(state, model, grads, "model", _check)
-    _walk(state, model, grads, "model", step)
+    trace = _trace_of(model, grads)
+    _walk(state, model, grads, "model", step if trace is None else _traced_step(trace))
 
+
+def _compiled_eager_update(state: Any, model: Any,
+                           mark: Callable[[str, Any, Rule, Any], Any]) -> Any:
+    """`model` with `mark(path, array, rule, rule_state)` at every trainable array: how
+    `pb.eager_update(state, model, update)` compiles each array's step into the
+    backward pass."""
+    def step(path: str, leaf: Leaf, param: Any, grad: Any) -> tuple[Any, Any]:
+        return mark(path, param, leaf.rule, leaf.state), leaf
+
+    return _walk(state, model, model, "model", step)[0]
+
+
+update.compiled_eager_update = _compiled_eager_update  # type: ignore[attr-defined]
 
 __all__ = ["Adam", "AdamState", "AdamW", "Descent", "Leaf", "Momentum", "Nesterov", "Rule",
            "apply", "setup", "trainable", "update"]

@@ -19,12 +19,13 @@ from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
 
 from pullback.compiler.autodiff.functions import bind_zeros, is_float
 from pullback.compiler.context import make_context
-from pullback.compiler.dialects.ad import CallbackOp
+from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp
 from pullback.compiler.dialects.array import shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
 from pullback.dsl.forwarddiff import FORWARDDIFF_MARK, drop_derivative_terms
 from pullback.program import Program
+from pullback.traced_gradient import check_not_differentiated
 
 MODES = ("value", "gradient", "pullback", "jacobian", "hessian", "hessian_reverse")
 BATCHED_MODES = MODES[3:]
@@ -118,6 +119,8 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     wrt = wrt or tuple(program.diff_args())
     if mode in ("hessian", "hessian_reverse"):
         _check_first_order_only(module)
+    if mode != "value":
+        check_not_differentiated(module)
     if mode in BATCHED_MODES:
         _check_no_eager_update(module, mode)
     if mode in BATCHED_MODES:
@@ -170,7 +173,8 @@ def _check_first_order_only(module: ModuleOp) -> None:
 def _check_no_eager_update(module: ModuleOp, mode: str) -> None:
     """Jacobians and Hessians have no single backward pass to run an update in."""
     for op in module.walk():
-        if isinstance(op, CallbackOp) and op.kind.data == "eager_update":
+        if (isinstance(op, CallbackOp) and op.kind.data == "eager_update"
+                or isinstance(op, EagerUpdateOp)):
             raise NotImplementedError(
                 f"pb.eager_update ('{op.label.data}') updates parameters in one backward "
                 f"pass; {mode} has none (it differentiates row by row or twice): use "

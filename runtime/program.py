@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from pullback.compiler.dialects.array import AssignOp
 from pullback.dsl import dtypes
 from pullback.dsl.eager_update import EagerParam, bind, eager_params
 from pullback.dsl.trace import Trace, tracing
@@ -60,6 +61,11 @@ def hidden_array(value: np.ndarray) -> np.ndarray:
     return np.asarray(value, dtype=dtypes.canonical(value.dtype), order="C")
 
 
+class ResultIndex(int):
+    """An output leaf that is the function's result number `int(self)`; any other output
+    leaf (a plain `int` included) is a constant the function returned."""
+
+
 @dataclasses.dataclass
 class Program:
     """A traced function: its module, and how to map Python values to its arguments."""
@@ -69,13 +75,27 @@ class Program:
     in_tree: Tree
     in_kinds: list[str]          # per input leaf
     out_tree: Tree
-    out_leaves: list[Any]        # per output leaf: int (result index) or a constant
+    out_leaves: list[Any]        # per output leaf: a ResultIndex or a constant
     hidden: list[np.ndarray]     # closed-over arrays, appended after the traced inputs
     key: tuple[Any, ...]
     hidden_diff: list[bool] = dataclasses.field(default_factory=list)
     """Per hidden array: whether it is an implicit parameter (a differentiable input)."""
     eager: list[EagerParam] = dataclasses.field(default_factory=list)
     """The arrays `eager_update` changes in place; bound to the caller's by `arguments`."""
+
+    @property
+    def writes_inputs(self) -> bool:
+        """Whether the function writes some of its inputs in place (`array.assign`)."""
+        return any(isinstance(op, AssignOp) for op in self.module.walk())
+
+    def check_runs_once(self, what: str) -> None:
+        """Refuse `what` (an API that runs the function twice: value, then derivative)
+        when the function writes its inputs: the second run would see the writes."""
+        if self.writes_inputs:
+            raise NotImplementedError(
+                f"{what} of a function that writes its inputs in place is not supported: "
+                "its backward call would run the function again on the written arrays; "
+                "use pb.gradient or pb.withgradient, which run it once")
 
     @property
     def traced_leaves(self) -> list[int]:
@@ -103,14 +123,27 @@ class Program:
                 for t in fn.function_type.outputs.data]
 
     def arguments(self, leaves: Sequence[Any]) -> list[np.ndarray]:
-        """The native call's inputs for new leaves of the same structure."""
+        """The native call's inputs for new leaves of the same structure.
+
+        The caller's own arrays are passed wherever they have the compiled layout; a
+        converted copy is made read-only, so that compiled code that writes an input in
+        place refuses it instead of writing into the copy."""
         traced = self.traced_leaves
-        ins = [input_array(leaves[i], self.in_kinds[i]) for i in traced]
+        ins = [_own(leaves[i], input_array(leaves[i], self.in_kinds[i])) for i in traced]
         if self.eager:
             bind(self.eager, [leaves[traced[p.arg]] if p.arg < len(traced)
                               else self.hidden[p.arg - len(traced)] for p in self.eager])
-        return ins + [input_array(arr, DIFF) if self._is_param(h) else hidden_array(arr)
+        return ins + [_own(arr, input_array(arr, DIFF) if self._is_param(h)
+                           else hidden_array(arr))
                       for h, arr in enumerate(self.hidden)]
+
+
+def _own(leaf: Any, arr: np.ndarray) -> np.ndarray:
+    """`arr`, made read-only unless it is the memory of the caller's `leaf` itself."""
+    if not (isinstance(leaf, np.ndarray) and arr.nbytes == leaf.nbytes
+            and arr.__array_interface__["data"][0] == leaf.__array_interface__["data"][0]):
+        arr.flags.writeable = False
+    return arr
 
 
 def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
@@ -139,7 +172,7 @@ def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
         if isinstance(v, Tracer):
             if v.trace is not trace:
                 raise ValueError("the function returned a traced value from another trace")
-            out_leaves.append(len(results))
+            out_leaves.append(ResultIndex(len(results)))
             results.append(v.value)
         else:
             out_leaves.append(v)

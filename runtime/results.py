@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pullback.params import Grads, IdDict, Params
-from pullback.program import DIFF, Program
+from pullback.program import DIFF, Program, ResultIndex
 
 
 def _is_number(leaf: Any) -> bool:
@@ -27,7 +27,8 @@ def value_leaf(x: np.ndarray) -> Any:
 
 def output_value(program: Program, results: Sequence[np.ndarray]) -> Any:
     """The function's output rebuilt from the native results."""
-    leaves = [value_leaf(results[v]) if isinstance(v, int) else v for v in program.out_leaves]
+    leaves = [value_leaf(results[v]) if isinstance(v, ResultIndex) else v
+              for v in program.out_leaves]
     return program.out_tree.unflatten(leaves)
 
 

@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 
-from pullback.compiler.dialects.ad import CheckpointOp, YieldOp
+from pullback.compiler.dialects.ad import CheckpointOp, ReverseBeginOp, YieldOp
 
 RECOMPUTE_MARK = "pullback.recompute"
 """Unit attribute on the ops the backward pass recomputes from a checkpoint's operands."""
@@ -56,12 +56,15 @@ def inline_function(block: Block, fn: func.FuncOp, args: Sequence[SSAValue],
                     mark: str = "") -> list[SSAValue]:
     """Append a copy of the single-block `fn` to `block` with its arguments bound to
     `args`; the values it returns. With `mark`, every copied op carries that unit
-    attribute."""
+    attribute. `fn`'s `ad.reverse_begin`, if any, is dropped: it marks `fn`'s sweep,
+    not one of `block`'s function."""
     body = fn.body.block
     mapping: dict[SSAValue, SSAValue] = dict(zip(body.args, args, strict=True))
     for op in body.ops:
         if isinstance(op, func.ReturnOp):
             return [mapping.get(v, v) for v in op.arguments]
+        if isinstance(op, ReverseBeginOp):
+            continue
         clone = op.clone(mapping)
         if mark:
             for inner in clone.walk():

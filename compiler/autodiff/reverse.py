@@ -1,13 +1,15 @@
 """Reverse mode: `autodiff` adds `@f_vjp(args..., cotangents...) -> (results..., grads...)`.
 
-The body is the primal (cloned), then one sweep over the active ops in reverse
-order that calls each op's VJP rule and accumulates gradients with `array.add`
-(an op whose result gets no cotangent, active or not, is offered to its *unreached*
-rule, if it has one: see `rules.ad.UNREACHED_RULES`).
+The body is the primal (cloned), then `ad.reverse_begin`, then one sweep over the
+active ops in reverse order that calls each op's VJP rule and accumulates gradients
+with `array.add` (an op whose result gets no cotangent, active or not, is offered to
+its *unreached* rule, if it has one: see `rules.ad.UNREACHED_RULES`).
 Activity: a value is active when it is a float tensor computed from a float
 argument; rules are asked only for active operands. An argument whose adjoint
 stays empty (no path to a result, or only through compare, select conditions or
 integer conversions) gets no gradient result; `pullback.wrt` lists those that do.
+Differentiating a derivative again (second order) drops the cloned primal's own
+`ad.reverse_begin`: the one before the new sweep is the function's only one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pullback.compiler.autodiff.functions import (
 )
 from pullback.compiler.autodiff.rules import vjp_rule
 from pullback.compiler.autodiff.rules.ad import unreached_rule
+from pullback.compiler.dialects.ad import ReverseBeginOp
 from pullback.compiler.dialects.array import shape_of
 
 
@@ -76,6 +79,8 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
 
     tape: list[Operation] = []
     for op in ops:
+        if isinstance(op, ReverseBeginOp):
+            continue
         clone = clone_into(new, op, mapping)
         live = [r for r in clone.results if is_float(r)]
         if live and any(v in active for v in clone.operands):
@@ -83,6 +88,7 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
             tape.append(clone)
         elif unreached_rule(clone) is not None:
             tape.append(clone)  # inactive, but it acts when it gets no cotangent
+    new.add_op(ReverseBeginOp())
 
     adjoints: dict[SSAValue, SSAValue] = {}
     for k, i in enumerate(takes_cotangent):

@@ -85,6 +85,7 @@ def build_vmap(module: ModuleOp, f: func.FuncOp, args: Sequence[int], size: int,
             clone_into(new, op, mapping)
             continue
         if len(op.results) != 1:
+            batch_rule(op)(e, op, operands, flags)  # a rule may refuse with its reason
             raise NotImplementedError(f"vmap handles ops with one result, not '{op.name}'")
         out = batch_rule(op)(e, op, operands, flags)
         want = (size, *shape_of(op.results[0]))

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import AnyFloat, ModuleOp, TensorType, f32, f64, i1, i64
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseArrayBase,
+    ModuleOp,
+    TensorType,
+    f32,
+    f64,
+    i1,
+    i64,
+)
 from xdsl.ir import Attribute
 
 from pullback.compiler.context import make_context
@@ -63,6 +72,8 @@ class InputSpec:
     name: str
     inputs: list[tuple[np.dtype, tuple[int, ...]]]
     outputs: list[tuple[np.dtype, tuple[int, ...]]]
+    written: tuple[int, ...] = ()
+    """Inputs the function writes in place (`array.assign`)."""
 
     def check(self, arrays: Sequence[object]) -> None:
         """Raise a ValueError naming the first input that is not as compiled."""
@@ -72,6 +83,20 @@ class InputSpec:
             if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape
                     or not a.flags.c_contiguous):
                 raise ValueError(self._bad_input(i, a, dtype, shape))
+        for i in self.written:
+            a = arrays[i]
+            assert isinstance(a, np.ndarray)
+            if not a.flags.writeable:
+                dtype, shape = self.inputs[i]
+                raise ValueError(
+                    f"@{self.name} writes its input {i} in place, so the caller's array must "
+                    f"be passed as it is: a writeable, C-contiguous {dtype} numpy array of "
+                    f"shape {shape} (a number, a read-only array or one that needs converting "
+                    "would lose the write)")
+            for j, b in enumerate(arrays):
+                if j != i and _overlap(a, b):  # type: ignore[arg-type]
+                    raise ValueError(f"@{self.name} writes input {i} in place, so it must not "
+                                     f"share memory with another input (input {j})")
 
     def new_outputs(self) -> list[np.ndarray]:
         return [np.empty(shape, dtype) for dtype, shape in self.outputs]
@@ -83,6 +108,14 @@ class InputSpec:
         layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
         return (f"@{self.name} input {i}: expected {want}, got a {layout} {a.dtype} array "
                 f"of shape {a.shape}")
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two C-contiguous arrays share bytes (a cheap test of their extents)."""
+    if not (a.nbytes and b.nbytes):
+        return False
+    x, y = a.ctypes.data, b.ctypes.data
+    return x < y + b.nbytes and y < x + a.nbytes
 
 
 def _spec(t: Attribute) -> tuple[np.dtype, tuple[int, ...]]:
@@ -101,11 +134,12 @@ class KernelModule:
     memory: MemoryPlan
     stages: dict[str, str]
     timings: dict[str, float]
+    written: tuple[int, ...] = ()
 
     @property
     def spec(self) -> InputSpec:
         return InputSpec(self.name, [_spec(t) for t in self.input_types],
-                         [_spec(t) for t in self.output_types])
+                         [_spec(t) for t in self.output_types], self.written)
 
     def stage(self, label: str, keep_ir: bool) -> None:
         """Verify (in debug mode) and, with `keep_ir`, record the module's text."""
@@ -131,7 +165,10 @@ def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule
     host = find_function(mod, name)
     plan = plan_memory(host)
     annotate(host, plan)
-    lowered = KernelModule(mod, name, in_types, out_types, plan, {}, {})
+    written = host.attributes.get("pullback.written_inputs")
+    assert isinstance(written, DenseArrayBase)
+    lowered = KernelModule(mod, name, in_types, out_types, plan, {}, {},
+                           tuple(int(i) for i in written.get_values()))
     lowered.stage("convert-array-to-loops", keep_ir)
     lowered.timings["lower-to-loops"], _ = lap(start)
     return lowered

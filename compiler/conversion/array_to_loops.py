@@ -10,7 +10,10 @@ Output IR, destination-passing style:
   The host body is a schedule: `memref.cast` ops and one `func.call` per kernel or
   matrix product, in dependence order. Attributes record the layout:
   `pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes` (the size of
-  each temporary, in order) and `pullback.signature` (the original tensor type).
+  each temporary, in order), `pullback.temp_kinds` ("residual" or "scratch" for
+  each temporary: see `transforms.memory_kinds`, which also says how the
+  `ad.reverse_begin` of a derivative is read and dropped before fusion) and
+  `pullback.signature` (the original tensor type).
   Callers own every buffer, so a memory plan can reuse temporaries across calls.
   Only values read by a later kernel, returned, or worth storing by the cost model of
   `transforms.fusion` get a buffer.
@@ -69,15 +72,27 @@ from xdsl.passes import ModulePass
 from pullback.compiler.autodiff.checkpoint import inline_checkpoints
 from pullback.compiler.conversion.element_emitter import ElementEmitter
 from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel_kind
+from pullback.compiler.conversion.in_place import plan_writes
 from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
 from pullback.compiler.conversion.kernels import build_kernel, map_kernel
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp, StopGradientOp
+from pullback.compiler.dialects.ad import (
+    CallbackGradOp,
+    CallbackOp,
+    EagerUpdateOp,
+    HookOp,
+    StopGradientOp,
+)
 from pullback.compiler.transforms.fusion import (
     FusionPlan,
     Kernel,
     is_matmul_transpose,
     plan_fusion,
+)
+from pullback.compiler.transforms.memory_kinds import (
+    TEMP_KINDS,
+    split_at_reverse_begin,
+    temp_kinds,
 )
 
 NOALIAS = DictionaryAttr({"llvm.noalias": UnitAttr()})
@@ -111,6 +126,7 @@ class _Lowering:
     def __init__(self, module: ModuleOp, function: func.FuncOp):
         self.module, self.function = module, function
         self.name = function.sym_name.data
+        self.forward = split_at_reverse_begin(function)
         self.plan: FusionPlan = plan_fusion(function)
         self.kernels: list[func.FuncOp] = []
         self.externs: dict[str, func.FuncOp] = {}
@@ -130,7 +146,14 @@ class _Lowering:
                 copies.append((v, n_in + j))
             else:
                 home[v] = n_in + j
+        writes = plan_writes(self.plan, outputs)
+        home.update(writes.in_place)
         temps: list[int] = []
+        staged: dict[SSAValue, int] = {}
+        for v in writes.staged:
+            staged[v] = len(types)
+            types.append(buffer_type(v.type))
+            temps.append(_bytes(types[-1]))
         for kernel in self.plan.kernels:
             for v in kernel.outputs:
                 if v not in home:
@@ -144,10 +167,15 @@ class _Lowering:
             "pullback.num_inputs": IntegerAttr(n_in, i64),
             "pullback.num_outputs": IntegerAttr(n_out, i64),
             "pullback.temp_bytes": A.i64_array(temps),
+            TEMP_KINDS: temp_kinds(self.plan, self.forward, home, n_in + n_out, len(temps)),
             "pullback.signature": self.function.function_type,
+            "pullback.written_inputs": A.i64_array(
+                sorted({i for _, i in writes.copies} | set(writes.in_place.values()))),
         })
         hw = KernelWriter(host)
         bufs = host.body.block.args
+        for v, i in staged.items():
+            self._copy(hw, v, home[v], i)
         for kernel in self.plan.kernels:
             if isinstance(kernel.op, A.MatmulOp):
                 self._matmul(hw, kernel.op, {v: bufs[i] for v, i in home.items()})
@@ -157,6 +185,8 @@ class _Lowering:
                 self._kernel(hw, kernel, home)
         for v, j in copies:
             self._copy(hw, v, home[v], j)
+        for v, i in writes.copies:
+            self._copy(hw, v, staged.get(v, home[v]), i)
         hw.add(func.ReturnOp())
         for kernel in self.kernels:
             self.module.body.block.insert_op_before(kernel, self.function)
@@ -171,8 +201,11 @@ class _Lowering:
         """Add kernel `@NAME__kI(reads..., writes...)` and its call; returns its writer."""
         hargs = hw.entry.args
         arg_types = [hargs[i].type for i in (*reads, *writes)]
+        buffers = [*reads, *writes]
+        attrs = ArrayAttr([NOALIAS if buffers.count(i) == 1 else DictionaryAttr({})
+                           for i in buffers])
         kernel = func.FuncOp(f"{self.name}__k{len(self.kernels)}", (arg_types, []),
-                             visibility="private", arg_attrs=_noalias(len(arg_types)))
+                             visibility="private", arg_attrs=attrs)
         kernel.attributes[KERNEL_KIND] = StringAttr(kind)
         self.kernels.append(kernel)
         hw.add(func.CallOp(kernel.sym_name.data, [hargs[i] for i in (*reads, *writes)], []))
@@ -253,10 +286,15 @@ def _kind(op: Operation | None) -> str:
 
 
 def _forward_identities(module: ModuleOp) -> None:
-    """Replace each `ad.stop_gradient`, `ad.callback` and `ad.hook` by its operand:
-    after AD they are the identity (innermost first: hook regions go with their op)."""
+    """Replace each `ad.stop_gradient`, `ad.callback`, `ad.hook` and `ad.eager_update` by
+    its operand: after AD they are the identity (innermost first: regions go with their
+    op)."""
     for op in reversed(list(module.walk())):
-        if isinstance(op, StopGradientOp | CallbackOp | HookOp):
+        if isinstance(op, EagerUpdateOp):
+            op.result.replace_all_uses_with(op.param)
+            op.detach()
+            op.erase()
+        elif isinstance(op, StopGradientOp | CallbackOp | HookOp):
             op.result.replace_all_uses_with(op.operand)
             op.detach()
             op.erase()

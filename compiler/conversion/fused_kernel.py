@@ -138,9 +138,14 @@ class _FusedNest:
         e.reset()
         point = self._point()
         offset = to_flat(w, point) if self.kernel.stores else None
+        late: list[tuple[SSAValue, SSAValue]] = []
         for v in self.kernel.stores:
             assert offset is not None
-            w.store(e.emit(v, reshaped(w, point, A.shape_of(v))), self.outs[v], offset)
+            x = e.emit(v, reshaped(w, point, A.shape_of(v)))
+            if v in self.kernel.late:
+                late.append((x, v))
+            else:
+                w.store(x, self.outs[v], offset)
         result = []
         for acc, value in zip(active, values, strict=True):
             red = acc.reduction
@@ -148,6 +153,9 @@ class _FusedNest:
             result.append(combine(w, red.op, value, x))
         for acc in self.buffered:
             self._accumulate(acc, point)
+        for x, v in late:
+            assert offset is not None
+            w.store(x, self.outs[v], offset)
         return result
 
     def _accumulate(self, acc: _Accumulation, point: Index) -> None:

@@ -13,9 +13,15 @@ Host callbacks (`pb.showgrad`, `pb.hook`) are explicit ops:
   a placeholder zero) and the result is unused. It lowers to a host call step.
 * `ad.hook` is a hook compiled into the backward pass: its region maps the
   cotangent (block argument) to the gradient that flows on (`ad.yield`).
-* kind `eager_update` (`pb.eager_update`) hands a parameter's complete gradient to
-  the host, which updates the parameter in place; no gradient flows on, and an
-  unreached use still calls the host (marked `unreached`) so that it knows.
+* kind `eager_update` (`pb.eager_update` with a Python update function) hands a
+  parameter's complete gradient to the host, which updates the parameter in place;
+  no gradient flows on, and an unreached use still calls the host (marked
+  `unreached`) so that it knows.
+
+`ad.eager_update` (`pb.eager_update` with `pb.optimisers.update`) is the compiled
+form: a region holding the optimiser step of one parameter, inlined into the backward
+pass where the parameter's gradient is complete, whose results are written to the
+parameter and its optimiser state in place (`array.assign`).
 
 Every callback op names its host function by `slot` in a callback table: the table
 is a function argument (`tensor<i64>` holding a token the runtime registers), so
@@ -26,6 +32,13 @@ functions of its own trace. `kind` and `label` say what the callback is, for rea
 region's arguments; it reads nothing from outside) whose `ad.yield` gives its result.
 Its VJP saves only the operands and recomputes the region in the backward pass; after
 differentiation the region is inlined into plain ops.
+
+`ad.reverse_begin` (no operands, no results) marks where the reverse sweep of a
+function built by `autodiff` begins: the ops before it compute the primal, the ops
+after it the adjoints. A function has at most one. It has no memory-effect trait,
+so the cleanup passes, which erase only ops known to be free of effects, keep it
+(and none of them reorders ops); the lowering to loops drops it once it has noted
+which values the forward part computes (`transforms.memory_kinds`).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from xdsl.dialects import func
 from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, TensorType, UnitAttr, i64
 from xdsl.ir import Block, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
@@ -200,11 +214,78 @@ class YieldOp(IRDLOperation):
     name = "ad.yield"
     values = var_operand_def()
     traits = lazy_traits_def(
-        lambda: (IsTerminator(), HasParent(HookOp, CheckpointOp), Pure()))
+        lambda: (IsTerminator(), HasParent(HookOp, CheckpointOp, EagerUpdateOp), Pure()))
     assembly_format = "$values attr-dict `:` type($values)"
 
     def __init__(self, *values: SSAValue | Operation):
         super().__init__(operands=[[SSAValue.get(v) for v in values]])
+
+
+@irdl_op_definition
+class ReverseBeginOp(IRDLOperation):
+    """Where the reverse sweep begins: the primal before it, the adjoints after it."""
+
+    name = "ad.reverse_begin"
+    traits = traits_def(HasParent(func.FuncOp))
+    assembly_format = "attr-dict"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def verify_(self) -> None:
+        block = self.parent_block()
+        count = 0 if block is None else sum(isinstance(op, ReverseBeginOp) for op in block.ops)
+        if count > 1:
+            raise VerifyException(
+                f"ad.reverse_begin: a function has at most one, this one has {count}")
+
+
+@irdl_op_definition
+class EagerUpdateOp(IRDLOperation):
+    """A parameter updated by a compiled optimiser step as soon as its gradient is complete.
+
+    The identity on `param` in the forward pass. The region computes the step from
+    its arguments `(param, grad, states...)` and yields `(new_param, new_states...)`
+    (same types); it uses no value from outside. The VJP rule inlines the region where
+    the parameter's cotangent is complete and assigns the results to `param` and
+    `states`, which must be function arguments (`array.assign`); the parameter gets no
+    gradient. A parameter no gradient reaches is not updated.
+    """
+
+    name = "ad.eager_update"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    param = operand_def(T)
+    states = var_operand_def(TensorType)
+    result = result_def(T)
+    label = prop_def(StringAttr)
+    body = region_def("single_block")
+    traits = traits_def(RecursiveMemoryEffect(), IsolatedFromAbove())
+    assembly_format = ("$param `(` $states `)` $label attr-dict `:` type($param) `,` "
+                       "`(` type($states) `)` $body")
+
+    def __init__(self, param: SSAValue | Operation, states: Sequence[SSAValue | Operation],
+                 body: Region, label: str):
+        param = SSAValue.get(param)
+        super().__init__(operands=[param, [SSAValue.get(v) for v in states]],
+                         result_types=[param.type], regions=[body],
+                         properties={"label": StringAttr(label)})
+
+    def verify_(self) -> None:
+        t = self.param.type
+        if self.result.type != t:
+            raise VerifyException(f"ad.eager_update: the result type must be {t}")
+        states = [v.type for v in self.states]
+        want = [t, t, *states]
+        got = [a.type for a in self.body.block.args]
+        if got != want:
+            raise VerifyException(
+                f"ad.eager_update: the region's argument types {got} must be {want} "
+                "(param, grad, states...)")
+        last = self.body.block.last_op
+        if not isinstance(last, YieldOp) or [v.type for v in last.values] != [t, *states]:
+            raise VerifyException(
+                f"ad.eager_update: the region must yield the new param and states, of types "
+                f"{[t, *states]}")
 
 
 def hook_region(argument_type: TensorType) -> tuple[Region, Block]:
@@ -213,5 +294,5 @@ def hook_region(argument_type: TensorType) -> tuple[Region, Block]:
     return Region(block), block
 
 
-Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, CheckpointOp, YieldOp],
-             [])
+Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, CheckpointOp, YieldOp,
+                   ReverseBeginOp, EagerUpdateOp], [])

@@ -12,6 +12,7 @@ import abc
 from collections.abc import Sequence
 from typing import ClassVar
 
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     I64,
     AnyFloat,
@@ -26,7 +27,7 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -40,7 +41,7 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.traits import Commutative, Pure
+from xdsl.traits import Commutative, MemoryWriteEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
 AnyTensor = base(TensorType)
@@ -877,6 +878,52 @@ class ConcatenateOp(IRDLOperation):
             raise VerifyException(f"array.concatenate result must have shape {tuple(want)}")
 
 
+# ----------------------------------------------------------------------------
+# Writing a function argument in place
+# ----------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class AssignOp(IRDLOperation):
+    """When the function returns, the buffer of its argument `target` holds `value`.
+
+    The only op with a side effect on memory: everything else in the function reads
+    `target` as the value it was called with, whatever the position of the assign, so
+    the lowering may write in place wherever every read of the old value is done (or
+    copy at the end). `target` is an argument of the enclosing function's entry block;
+    an argument is assigned at most once.
+    """
+
+    name = "array.assign"
+    T: ClassVar = VarConstraint("T", AnyTensor)
+    target = operand_def(T)
+    value = operand_def(T)
+    traits = traits_def(MemoryWriteEffect())
+    assembly_format = "$target `,` $value attr-dict `:` type($target)"
+
+    def __init__(self, target: SSAValue | Operation, value: SSAValue | Operation):
+        super().__init__(operands=[SSAValue.get(target), SSAValue.get(value)])
+
+    def verify_(self) -> None:
+        target = self.target
+        block = self.parent_block()
+        fn = block.parent_op() if block is not None else None
+        if not (isinstance(target, BlockArgument) and isinstance(fn, func.FuncOp)
+                and target.block is block and fn.body.blocks.first is block):
+            raise VerifyException(
+                "array.assign: the target must be an argument of the enclosing function, "
+                "assigned from the function's entry block")
+        for op in block.ops:
+            if op is not self and isinstance(op, AssignOp) and op.target is target:
+                raise VerifyException(
+                    f"array.assign: argument {target.index} is assigned more than once")
+
+
+def assigns_of(function: func.FuncOp) -> list[AssignOp]:
+    """The `array.assign` ops of a function's entry block, in order."""
+    return [op for op in function.body.block.ops if isinstance(op, AssignOp)]
+
+
 def _size(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
@@ -898,7 +945,7 @@ Array = Dialect(
     [
         ConstantOp, FullOp, *ELEMENTWISE_UNARY, *ELEMENTWISE_BINARY, CompareOp, SelectOp,
         ConvertOp, BroadcastOp, ReshapeOp, TransposeOp, *REDUCTIONS, CumsumOp, MatmulOp,
-        SliceOp, UpdateSliceOp, TakeOp, ScatterAddOp, ConcatenateOp,
+        SliceOp, UpdateSliceOp, TakeOp, ScatterAddOp, ConcatenateOp, AssignOp,
     ],
     [],
 )

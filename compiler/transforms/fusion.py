@@ -25,6 +25,10 @@ elementwise value of that same kernel read at the same element, which it reuses 
 a scalar; a reduction result is never read by its own kernel. Otherwise it opens a
 new kernel. A reduction of a reduction with the same combiner reduces the inner
 source directly, so it needs one pass over memory.
+
+An `array.assign` makes its value stored. The value joins no kernel at or before
+one that reads the assigned argument, so that the lowering can usually write it in
+place (`conversion/in_place.py` decides, and keeps the order legal).
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class Kernel:
     reductions: list[Reduction] = field(default_factory=list[Reduction])
     op: Operation | None = None
     reads: list[SSAValue] = field(default_factory=list[SSAValue])
+    late: set[SSAValue] = field(default_factory=set[SSAValue])
+    """Stores written after every load of the iteration: in-place writes of an input."""
 
     @property
     def fused(self) -> bool:
@@ -136,6 +142,8 @@ class FusionPlan:
     function: func.FuncOp
     materialized: set[SSAValue] = field(default_factory=set[SSAValue])
     kernels: list[Kernel] = field(default_factory=list[Kernel])
+    assigned: dict[SSAValue, SSAValue] = field(default_factory=dict[SSAValue, SSAValue])
+    """The value of each `array.assign` and the argument it is written into."""
 
     def leaves(self, values: list[SSAValue], local: frozenset[SSAValue] = frozenset()
                ) -> list[SSAValue]:
@@ -176,7 +184,8 @@ def _live_ops(body: list[Operation]) -> list[Operation]:
     live: set[SSAValue] = set(ret.operands)
     kept: list[Operation] = []
     for op in reversed(body[:-1]):
-        if not any(r in live for r in op.results) and not isinstance(op, CallbackGradOp):
+        if not any(r in live for r in op.results) and not isinstance(
+                op, CallbackGradOp | A.AssignOp):
             continue
         kept.append(op)
         live.update(_inputs_of(op))
@@ -204,6 +213,11 @@ def plan_fusion(function: func.FuncOp) -> FusionPlan:
         if isinstance(op, CallbackGradOp):
             required.update(op.operands)
     plan = FusionPlan(function, set(required))
+    for op in body:
+        if isinstance(op, A.AssignOp):
+            required.add(op.value)
+            plan.materialized.add(op.value)
+            plan.assigned.setdefault(op.value, op.target)
     for _ in range(_MAX_ROUNDS):
         plan.kernels = _group(plan, body)
         extra = _costly(plan, body)
@@ -252,8 +266,12 @@ def _group(plan: FusionPlan, body: list[Operation]) -> list[Kernel]:
         elif is_fusible(op):
             if v not in plan.materialized:
                 continue
+            target = plan.assigned.get(v)
+            floor = 0 if target is None else 1 + max(
+                (k for k, kern in enumerate(kernels) if target in _reads(plan, kern)),
+                default=-1)
             k = _join(plan, kernels, producer, squeeze(A.shape_of(v)), list(op.operands),
-                      map_op=op)
+                      map_op=op, floor=floor)
             kernels[k].stores.append(v)
         else:
             kernels.append(Kernel(op=op))
@@ -263,11 +281,12 @@ def _group(plan: FusionPlan, body: list[Operation]) -> list[Kernel]:
 
 
 def _join(plan: FusionPlan, kernels: list[Kernel], producer: dict[SSAValue, int],
-          domain: tuple[int, ...], reads: list[SSAValue], map_op: Operation | None = None
-          ) -> int:
-    """The index of the fused kernel a new store or reduction joins (appended if none)."""
+          domain: tuple[int, ...], reads: list[SSAValue], map_op: Operation | None = None,
+          floor: int = 0) -> int:
+    """The index of the fused kernel a new store or reduction joins (appended if none);
+    never one before `floor`."""
     same = not (isinstance(map_op, INDEX_MAP_OPS) and not is_identity_map(map_op))
-    lowest = 0
+    lowest = floor
     for v, at_same in _accesses(plan, reads).items():
         k = producer.get(v)
         if k is None:
@@ -375,6 +394,22 @@ def _drop_private_stores(plan: FusionPlan, required: set[SSAValue]) -> None:
     plan.kernels = [k for k in plan.kernels if k.outputs]
     for kernel in plan.kernels:
         kernel.reads = _reads(plan, kernel)
+
+
+def element_reads(plan: FusionPlan, kernel: Kernel) -> dict[SSAValue, bool]:
+    """Stored values a fused kernel reads, and whether each only at the element of the
+    domain being computed."""
+    starts = [(r.source, True) for r in kernel.reductions]
+    for v in kernel.stores:
+        op = v.owner
+        assert isinstance(op, Operation)
+        same = not (isinstance(op, INDEX_MAP_OPS) and not is_identity_map(op))
+        starts += [(o, same) for o in op.operands]
+    out: dict[SSAValue, bool] = {}
+    for v, same in starts:
+        for w, at_same in _accesses(plan, [v]).items():
+            out[w] = out.get(w, True) and same and at_same
+    return out
 
 
 def _reads(plan: FusionPlan, kernel: Kernel) -> list[SSAValue]:

@@ -1,8 +1,9 @@
 """`memory-plan`: static liveness of temporaries and their offsets in one arena.
 
 Input invariant: kernel-level host functions as `convert-array-to-loops` writes them
-(`pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes`; a body of
-`memref.cast`, `arith.constant` and one `func.call` per step).
+(`pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes`, optionally
+`pullback.temp_kinds`; a body of `memref.cast`, `arith.constant` and one `func.call`
+per step).
 
 Output IR: the same module; each host function also carries `pullback.arena_bytes`
 (the size of the one arena its temporaries share) and `pullback.temp_offsets` (the
@@ -21,7 +22,7 @@ is a multiple of the alignment.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from xdsl.context import Context
@@ -38,6 +39,7 @@ from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
 from pullback.compiler.dialects import array as A
+from pullback.compiler.transforms.memory_kinds import peak_residual_bytes, read_temp_kinds
 
 ALIGNMENT = 64
 """Bytes every temporary's offset is a multiple of."""
@@ -61,6 +63,8 @@ class MemoryPlan:
         offsets: byte offset of each temporary in the arena.
         arena_bytes: size of the arena.
         alignment: what every offset is a multiple of.
+        kinds: "residual" or "scratch" per temporary (`transforms.memory_kinds`);
+            empty when unknown, which counts as all scratch.
     """
 
     sizes: tuple[int, ...]
@@ -68,6 +72,7 @@ class MemoryPlan:
     offsets: tuple[int, ...]
     arena_bytes: int
     alignment: int
+    kinds: tuple[str, ...] = ()
 
     def shared(self) -> set[int]:
         """The temporaries that share some bytes of the arena with another one."""
@@ -83,6 +88,11 @@ class MemoryPlan:
         return out
 
     @property
+    def residual_bytes(self) -> int:
+        """Bytes of the residuals live where the live temporaries take the most bytes."""
+        return peak_residual_bytes(self.sizes, self.intervals, self.kinds) if self.kinds else 0
+
+    @property
     def unplanned_bytes(self) -> int:
         """Bytes the temporaries would take each in its own aligned allocation."""
         return sum(_round_up(n, self.alignment) for n in self.sizes)
@@ -91,7 +101,7 @@ class MemoryPlan:
         """The same liveness placed again with offsets a multiple of `alignment`."""
         if alignment <= self.alignment:
             return self
-        return assign_offsets(self.sizes, self.intervals, alignment)
+        return replace(assign_offsets(self.sizes, self.intervals, alignment), kinds=self.kinds)
 
 
 def assign_offsets(sizes: Sequence[int], intervals: Sequence[tuple[int, int]],
@@ -170,7 +180,8 @@ def plan_memory(host: func.FuncOp, alignment: int = ALIGNMENT) -> MemoryPlan:
     for t in range(first, first + len(sizes)):
         touched = [s for s, bufs in enumerate(steps) if t in bufs]
         intervals.append((touched[0], touched[-1]) if touched else (0, 0))
-    return assign_offsets(sizes, intervals, alignment)
+    kinds = read_temp_kinds(host, len(sizes))
+    return replace(assign_offsets(sizes, intervals, alignment), kinds=kinds)
 
 
 def annotate(host: func.FuncOp, plan: MemoryPlan) -> None:
@@ -188,14 +199,31 @@ def annotate(host: func.FuncOp, plan: MemoryPlan) -> None:
     host.arg_attrs = ArrayAttr(attrs)
 
 
-@dataclass(frozen=True)
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+@dataclass(frozen=True, repr=False)
 class MemoryReport:
     """The bytes one call of a compiled function uses.
 
+    `peak_bytes == inputs + outputs + gradients + residuals + scratch`; printed, it
+    is a table.
+
     Attributes:
-        peak_bytes: inputs + outputs + temporaries: everything live during a call.
+        peak_bytes: everything live during a call.
         inputs: bytes of the arrays the caller passes in.
-        outputs: bytes of the arrays each call returns (allocated fresh per call).
+        outputs: bytes of the arrays each call returns (allocated fresh per call),
+            gradients excepted.
+        gradients: bytes of the returned arrays that are gradients (0 until
+            `with_gradients` says which are).
+        residuals: bytes of the saved activations: the temporaries the backward part
+            reads from the forward part, counted at the step where the live
+            temporaries take the most bytes (`MemoryPlan.residual_bytes`).
+        scratch: the rest of the arena: `temporaries - residuals`.
         temporaries: bytes of the arena all temporaries share (allocated once).
         unplanned_bytes: bytes the temporaries would take without sharing.
     """
@@ -203,6 +231,9 @@ class MemoryReport:
     peak_bytes: int
     inputs: int
     outputs: int
+    gradients: int
+    residuals: int
+    scratch: int
     temporaries: int
     unplanned_bytes: int
 
@@ -213,8 +244,31 @@ class MemoryReport:
         def total(specs: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> int:
             return sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for d, s in specs)
         n_in, n_out = total(inputs), total(outputs)
-        return cls(n_in + n_out + plan.arena_bytes, n_in, n_out, plan.arena_bytes,
+        arena, residuals = plan.arena_bytes, plan.residual_bytes
+        return cls(n_in + n_out + arena, n_in, n_out, 0, residuals, arena - residuals, arena,
                    plan.unplanned_bytes)
+
+    def with_gradients(self, nbytes: int) -> MemoryReport:
+        """The same report with `nbytes` of the outputs counted as gradients."""
+        if not 0 <= nbytes <= self.outputs:
+            raise ValueError(
+                f"gradient bytes must be between 0 and the output bytes {self.outputs}, "
+                f"got {nbytes}")
+        return replace(self, outputs=self.outputs - nbytes, gradients=self.gradients + nbytes)
+
+    def __repr__(self) -> str:
+        def row(name: str, n: int, note: str = "") -> str:
+            return f"  {name:<16}{n:>14,}  {_human(n):>10}{note}".rstrip()
+
+        parts = ("inputs", "outputs", "gradients", "residuals", "scratch")
+        return "\n".join([
+            "MemoryReport (bytes per call)",
+            *(row(name, getattr(self, name)) for name in parts),
+            "  " + "-" * 42,
+            row("peak_bytes", self.peak_bytes, "   (the sum of the above)"),
+            row("temporaries", self.temporaries, "   (residuals + scratch: one arena)"),
+            row("unplanned_bytes", self.unplanned_bytes, "   (temporaries without sharing)"),
+        ])
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from op_table import TABLE
 
 from pullback.compiler.autodiff.rules import JVP_RULES, VJP_RULES
-from pullback.compiler.dialects.array import Array
+from pullback.compiler.dialects.array import Array, AssignOp
 from pullback.compiler.interpreter import IMPLS
 
 
@@ -14,6 +14,7 @@ def test_every_op_is_covered() -> None:
     missing = [
         f"{op.name}: {what}"
         for op in Array.operations
+        if op is not AssignOp  # no result: tests/runtime/test_in_place.py
         for what, table in (("VJP rule", VJP_RULES), ("JVP rule", JVP_RULES),
                             ("interpreter impl", IMPLS), ("op table row", rows))
         if op not in table

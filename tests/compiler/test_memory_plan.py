@@ -190,8 +190,9 @@ def test_gradient_through_a_shared_arena(device):
 def test_report_counts_inputs_and_outputs(device):
     mem = pb.compile(chain, X, A, mode="gradient", device=device).memory
     assert mem.inputs == X.nbytes + A.nbytes
-    assert mem.outputs == 8 + X.nbytes + A.nbytes  # the value, then one gradient per input
-    assert mem.peak_bytes == mem.inputs + mem.outputs + mem.temporaries
+    assert mem.outputs == 8  # the value
+    assert mem.gradients == X.nbytes + A.nbytes  # one gradient per input
+    assert mem.peak_bytes == mem.inputs + mem.outputs + mem.gradients + mem.temporaries
 
 
 def _numpy_bytes(snapshot: tracemalloc.Snapshot, file: str) -> int:

@@ -66,14 +66,6 @@ def test_index_out_of_bounds():
         trace_with((3,), lambda x: x[0, 0])
 
 
-def test_traced_arrays_are_immutable():
-    def f(x):
-        x[0] = 1.0
-
-    with pytest.raises(TypeError, match="immutable"):
-        trace_with((3,), f)
-
-
 def test_numpy_spellings_trace():
     def f(x):
         return np.sum(np.tanh(x) * np.exp(x), axis=0)

@@ -167,9 +167,12 @@ def test_backward_pass_recomputes():
 
 
 def test_backward_pass_needs_less_memory():
-    """The memory plan of the gradient needs fewer bytes for temporaries."""
+    """The memory plan of the gradient needs fewer bytes for temporaries and at its peak,
+    because fewer activations are kept for the backward pass."""
     (with_ck, _), (without, _) = _six_layers(True), _six_layers(False)
     assert with_ck.memory.temporaries < without.memory.temporaries
+    assert with_ck.memory.residuals < without.memory.residuals
+    assert with_ck.memory.peak_bytes < without.memory.peak_bytes
 
 
 def test_showgrad_and_hooks_inside_a_region(device, capsys):

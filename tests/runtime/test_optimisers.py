@@ -212,18 +212,6 @@ def test_bad_rule_and_hyperparameters():
         O.AdamW(decay=-0.1)
 
 
-def test_update_inside_a_trace_says_to_use_apply():
-    model = {"w": np.ones(2)}
-    state = O.setup(O.Descent(0.1), model)
-
-    def loss(m):
-        O.update(state, m, m)
-        return pb.sum(m["w"])
-
-    with pytest.raises(TypeError, match="apply"):
-        pb.gradient(loss, model)
-
-
 # -- on each device: a training loop, and the rules traced into compiled code ----------------
 
 def test_training_loop_decreases_the_loss(device):

@@ -133,3 +133,12 @@ def test_closed_over_array_is_read_each_call():
     np.testing.assert_array_equal(pb.gradient(f, np.ones(2))[0], [5.0, 7.0])
     w = np.array([-1.0, 0.0])
     np.testing.assert_array_equal(pb.gradient(f, np.ones(2))[0], [-1.0, 0.0])
+
+
+@pytest.mark.parametrize("aux", [0, 1, 3, {"n": 3}, (2, "x")])
+def test_integer_aux_outputs_are_constants_not_result_numbers(aux):
+    w = np.array([1.0, 2.0])
+    out = pb.withgradient(lambda w: (pb.sum(w * w), aux), w)
+    assert out.val == (5.0, aux)
+    np.testing.assert_array_equal(out.grad[0], 2 * w)
+    assert pb.compile(lambda w: (pb.sum(w), aux), w, mode="value")(w) == (3.0, aux)

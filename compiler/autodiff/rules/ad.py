@@ -17,7 +17,7 @@
   region's VJP there, marked as recomputed; its JVP inlines the region's JVP
   (`autodiff/checkpoint.py` explains both).
 * `yield` only ends a `hook` or `checkpoint` region, which its parent's rule inlines;
-  as an op of its own it has no results, hence a zero row.
+  as an op of its own it has no results, hence a zero row; so has `reverse_begin`.
 
 `UNREACHED_RULES` is the rule table's hook for ops that must act even when their
 result gets no cotangent: the reverse pass calls `unreached_rule(op)(e, op)` for an
@@ -41,7 +41,7 @@ JVP_RULES = RULES.jvp
 UnreachedRule = Callable[[Emitter, Operation], None]
 UNREACHED_RULES: dict[type[Operation], UnreachedRule] = {}
 
-RULES.defzero(ad.StopGradientOp, ad.YieldOp)
+RULES.defzero(ad.StopGradientOp, ad.YieldOp, ad.ReverseBeginOp)
 
 
 def _host_call(e: Emitter, op: ad.CallbackOp, g: SSAValue, unreached: bool) -> SSAValue:
@@ -152,7 +152,35 @@ def _checkpoint_jvp(e: Emitter, op: Operation,
     return outputs[1] if len(outputs) > 1 else None
 
 
+def _eager_update_vjp(e: Emitter, op: Operation, g: SSAValue, needs: tuple[bool, ...]) -> Grads:
+    """The optimiser step inlined on the complete gradient `g`; its results are written
+    to the parameter and state arguments. No gradient flows on."""
+    from pullback.compiler.dialects.array import AssignOp
+
+    assert isinstance(op, ad.EagerUpdateOp)
+    block = op.body.block
+    mapping: dict[SSAValue, SSAValue] = dict(
+        zip(block.args, [op.param, g, *op.states], strict=True))
+    for inner in block.ops:
+        if isinstance(inner, ad.YieldOp):
+            for target, value in zip([op.param, *op.states], inner.values, strict=True):
+                e.block.add_op(AssignOp(target, mapping.get(value, value)))
+            return (None,) * len(op.operands)
+        e.block.add_op(inner.clone(mapping))
+    raise ValueError("ad.eager_update: the region does not end in ad.yield")
+
+
+def _eager_update_jvp(e: Emitter, op: Operation,
+                      tangents: tuple[SSAValue | None, ...]) -> SSAValue | None:
+    assert isinstance(op, ad.EagerUpdateOp)
+    raise NotImplementedError(
+        f"pb.eager_update ('{op.label.data}') updates parameters in the reverse pass "
+        "only; forward-mode and second derivatives (jvp, forwarddiff, hessian) over "
+        "it are not supported: use pb.gradient, pb.withgradient or pb.pullback")
+
+
 RULES.define(ad.CallbackOp, _callback_vjp, _callback_jvp)
+RULES.define(ad.EagerUpdateOp, _eager_update_vjp, _eager_update_jvp)
 RULES.define(ad.CheckpointOp, _checkpoint_vjp, _checkpoint_jvp)
 RULES.define(ad.CallbackGradOp, _host_call_vjp, _host_call_jvp)
 RULES.define(ad.HookOp, _hook_vjp, _pass_tangent)

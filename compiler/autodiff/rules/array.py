@@ -35,6 +35,9 @@ def _is_float(value: SSAValue) -> bool:
 # ----------------------------------------------------------------------------
 
 RULES.defzero(A.ConstantOp, A.FullOp, A.SignOp, A.CompareOp)
+# An assign has no result: nothing flows back through it, and its tangent is nothing (the
+# differentiated function keeps the write itself, as a primal op).
+RULES.defzero(A.AssignOp)
 
 
 # ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pullback.compiler.dialects.ad import (
     CallbackGradOp,
     CallbackOp,
     CheckpointOp,
+    EagerUpdateOp,
     HookOp,
     StopGradientOp,
 )
@@ -283,6 +284,17 @@ for _cls in (CallbackOp, CallbackGradOp, HookOp):
     BATCH_RULES[_cls] = _no_batched_callbacks
 
 
+def _no_batched_eager_update(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
+                             batched: Sequence[bool]) -> SSAValue:
+    assert isinstance(op, EagerUpdateOp)
+    raise NotImplementedError(
+        f"'{op.name}' of pb.eager_update ('{op.label.data}') cannot be batched: batched "
+        "derivatives (jacobian, hessian) would apply one update per row; use pb.gradient")
+
+
+BATCH_RULES[EagerUpdateOp] = _no_batched_eager_update
+
+
 def _checkpoint_batch(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
                       batched: Sequence[bool]) -> SSAValue:
     """The region batched (its `vmap`), inlined."""
@@ -297,6 +309,17 @@ def _checkpoint_batch(e: BatchEmitter, op: Operation, operands: Sequence[SSAValu
 
 
 BATCH_RULES[CheckpointOp] = _checkpoint_batch
+
+
+def _no_batched_assign(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
+                       batched: Sequence[bool]) -> SSAValue:
+    raise NotImplementedError(
+        "an in-place write of a function argument (array.assign) cannot be batched: every "
+        "row of a batched derivative (jacobian, hessian) would write the same array; compute "
+        "the update with pb.gradient instead")
+
+
+BATCH_RULES[A.AssignOp] = _no_batched_assign
 
 
 def batch_rule(op: Operation) -> BatchRule:

@@ -145,6 +145,9 @@ class OpenCLExecutable:
         for o, buf in zip(outs, self._buffers[len(inputs):], strict=False):
             if o.nbytes:
                 ocl.enqueue_copy(q, o, buf, is_blocking=False)
+        for i in self._spec.written:
+            if inputs[i].nbytes:
+                ocl.enqueue_copy(q, inputs[i], self._buffers[i], is_blocking=False)
         q.finish()
 
     def _run_in_place(self, kernels: list[Any], inputs: Sequence[np.ndarray],
@@ -152,13 +155,17 @@ class OpenCLExecutable:
         """Host-unified memory (CPU devices): the kernels read and write the arrays."""
         ocl, q = cl(), self._queue
         flags = ocl.mem_flags
-        wrapped = [ocl.Buffer(self._context, flags.READ_ONLY | flags.USE_HOST_PTR, hostbuf=a)
+        written = self._spec.written
+        wrapped = [ocl.Buffer(self._context, (flags.READ_WRITE if i in written else
+                                              flags.READ_ONLY) | flags.USE_HOST_PTR, hostbuf=a)
                    if a.nbytes else self._buffers[i] for i, a in enumerate(inputs)]
         wrapped += [ocl.Buffer(self._context, flags.READ_WRITE | flags.USE_HOST_PTR, hostbuf=o)
                     if o.nbytes else self._buffers[len(inputs) + j] for j, o in enumerate(outs)]
         self._bind(kernels, wrapped)
         self._enqueue(kernels, [*wrapped, *self._buffers[len(wrapped):]])
-        for o, buf in zip(outs, wrapped[len(inputs):], strict=True):
+        synced = [*((inputs[i], wrapped[i]) for i in written),
+                  *zip(outs, wrapped[len(inputs):], strict=True)]
+        for o, buf in synced:
             if o.nbytes:
                 mapped, _ = ocl.enqueue_map_buffer(q, buf, ocl.map_flags.READ, 0, o.shape,
                                                    o.dtype)
