@@ -17,6 +17,7 @@ PASSES: dict[str, str] = {
     "jvp": _OURS + "autodiff.forward:JvpPass",
     "vmap": _OURS + "autodiff.vmap:VmapPass",
     "checkpoint": _OURS + "autodiff.checkpoint:CheckpointPass",
+    "eager-update": _OURS + "autodiff.eager_update:EagerUpdatePass",
     "simplify": _OURS + "transforms.simplify:SimplifyPass",
     "memory-plan": _OURS + "transforms.memory_plan:MemoryPlanPass",
     "convert-array-to-loops": _OURS + "conversion.array_to_loops:ConvertArrayToLoopsPass",

@@ -70,6 +70,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from pullback.compiler.autodiff.checkpoint import inline_checkpoints
+from pullback.compiler.autodiff.eager_update import drop_eager_updates
 from pullback.compiler.conversion.element_emitter import ElementEmitter
 from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel_kind
 from pullback.compiler.conversion.in_place import plan_writes
@@ -79,7 +80,6 @@ from pullback.compiler.dialects import array as A
 from pullback.compiler.dialects.ad import (
     CallbackGradOp,
     CallbackOp,
-    EagerUpdateOp,
     HookOp,
     StopGradientOp,
 )
@@ -286,15 +286,10 @@ def _kind(op: Operation | None) -> str:
 
 
 def _forward_identities(module: ModuleOp) -> None:
-    """Replace each `ad.stop_gradient`, `ad.callback`, `ad.hook` and `ad.eager_update` by
-    its operand: after AD they are the identity (innermost first: regions go with their
-    op)."""
+    """Replace each `ad.stop_gradient`, `ad.callback` and `ad.hook` by its operand: after
+    AD they are the identity (innermost first: hook regions go with their op)."""
     for op in reversed(list(module.walk())):
-        if isinstance(op, EagerUpdateOp):
-            op.result.replace_all_uses_with(op.param)
-            op.detach()
-            op.erase()
-        elif isinstance(op, StopGradientOp | CallbackOp | HookOp):
+        if isinstance(op, StopGradientOp | CallbackOp | HookOp):
             op.result.replace_all_uses_with(op.operand)
             op.detach()
             op.erase()
@@ -315,6 +310,7 @@ class ConvertArrayToLoopsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         inline_checkpoints(op)
+        drop_eager_updates(op)
         _forward_identities(op)
         funcs = [f for f in op.body.block.ops if isinstance(f, func.FuncOp)]
         if self.function:

@@ -122,3 +122,16 @@ def test_vmap_is_refused() -> None:
     get_pass("autodiff")(func="f").apply(make_context(), module)
     with pytest.raises(NotImplementedError, match=r"array.assign\) cannot be batched"):
         get_pass("vmap")(func="f_vjp", args=(4,), size=2).apply(make_context(), module)
+
+
+def test_eager_update_pass_leaves_only_the_writes() -> None:
+    from pullback.compiler.passes import parse_pipeline
+
+    module = _parse()
+    for p in parse_pipeline('autodiff{func="f" seed=true},eager-update,simplify,dce').passes:
+        p.apply(make_context(), module)
+    module.verify()
+    text = str(module)
+    assert "ad.eager_update" not in text
+    assert text.count("array.assign") == 2
+    _check(lambda args: evaluate_module(module, "f_vjp", args))
