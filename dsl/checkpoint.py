@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 
 from pullback.compiler.dialects.ad import CheckpointOp, YieldOp
+from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
 
@@ -72,7 +73,7 @@ def _checkpoint(trace: Trace, region: Region, y: Tracer) -> Tracer:
     trace.key.append(("checkpoint_yield", _position(block, value)))
     block.add_op(YieldOp(value))
     _prune(block)
-    inputs = _capture(body)
+    inputs = capture(body.block)
     assert isinstance(y.value.type, TensorType)
     return trace.emit(CheckpointOp(inputs, body, y.value.type))
 
@@ -97,22 +98,3 @@ def _prune(block: Block) -> None:
             op.erase()
 
 
-def _capture(region: Region) -> list[SSAValue]:
-    """Make every value the region uses from outside an argument of its block; the
-    outside values, in argument order."""
-    block = region.block
-    inside: set[SSAValue] = set()
-    for op in region.walk():
-        inside.update(op.results)
-        for inner in op.regions:
-            for b in inner.blocks:
-                inside.update(b.args)
-    args: dict[SSAValue, SSAValue] = {}
-    for op in region.walk():
-        for i, v in enumerate(op.operands):
-            if v in inside or v in args.values():
-                continue
-            if v not in args:
-                args[v] = block.insert_arg(v.type, len(block.args))
-            op.operands[i] = args[v]
-    return list(args)

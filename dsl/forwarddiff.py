@@ -35,6 +35,7 @@ from pullback.compiler.dialects.array import AddOp
 from pullback.compiler.passes import get_pass
 from pullback.dsl import core, dtypes
 from pullback.dsl import ops as dsl_ops
+from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
 
@@ -95,7 +96,7 @@ def forwarddiff(f: Callable[[Any], Any], x: Any,
         raise ValueError("forwarddiff: f returned a traced value from another trace")
     _check_region(block)
     block.add_op(func.ReturnOp(y.value))
-    captured = _capture(block)
+    captured = capture(block)
     fn = func.FuncOp("forwarddiff_region", ([a.type for a in block.args], [y.value.type]),
                      Region(block))
     module = ModuleOp([fn])
@@ -152,25 +153,6 @@ def _check_region(block: Block) -> None:
                 "showgrad/hook inside forwarddiff is not supported: forward mode computes "
                 "no gradient to show or replace inside the region; move the call outside "
                 f"pb.forwarddiff (found '{op.name}')")
-
-
-def _defined_in(value: SSAValue, block: Block) -> bool:
-    owner = value.owner
-    return owner is block if isinstance(owner, Block) else owner.parent is block
-
-
-def _capture(block: Block) -> list[SSAValue]:
-    """Make every value the region's ops use from outside it a new argument of `block`;
-    the outside values, in argument order."""
-    args: dict[SSAValue, SSAValue] = {}
-    for op in block.ops:
-        for i, v in enumerate(op.operands):
-            if _defined_in(v, block):
-                continue
-            if v not in args:
-                args[v] = block.insert_arg(v.type, len(block.args))
-            op.operands[i] = args[v]
-    return list(args)
 
 
 def _stopped(trace: Trace, value: SSAValue) -> SSAValue:

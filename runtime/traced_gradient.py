@@ -35,6 +35,7 @@ from pullback.compiler.context import make_context
 from pullback.compiler.passes import get_pass
 from pullback.dsl import core, dtypes
 from pullback.dsl.forwarddiff import FORWARDDIFF_MARK
+from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace
 from pullback.dsl.tracer import Tracer
 from pullback.params import Params
@@ -142,7 +143,7 @@ def record(trace: Trace, f: Callable[..., Any], args: tuple[Any, ...], fname: st
     results, out_leaves = _results(trace, out_values, fname)
     block.add_op(func.ReturnOp(*results))
     region = Region(block)
-    captured = _capture(region)
+    captured = capture(region.block)
     fn = func.FuncOp(REGION_NAME, ([a.type for a in block.args], [r.type for r in results]),
                      region)
     program = Program(ModuleOp([fn]), REGION_NAME, in_tree, kinds, out_tree, out_leaves, [], ())
@@ -182,28 +183,6 @@ def _outer_value(trace: Trace, leaf: Any) -> Tracer:
     """A differentiable leaf as a floating-point value of the enclosing trace."""
     t = core.lift(trace, leaf)
     return t if t.dtype.kind == "f" else core.astype(t, dtypes.float_of(t.dtype))
-
-
-def _capture(region: Region) -> list[SSAValue]:
-    """Make every value the region's ops use from outside it a new argument of its
-    block; the outside values, in argument order."""
-    block = region.block
-    inside: set[SSAValue] = set(block.args)
-    for op in region.walk():
-        inside.update(op.results)
-        for inner in op.regions:
-            for b in inner.blocks:
-                inside.update(b.args)
-    args: dict[SSAValue, SSAValue] = {}
-    for op in region.walk():
-        for i, v in enumerate(op.operands):
-            if v in inside:
-                continue
-            if v not in args:
-                args[v] = block.insert_arg(v.type, len(block.args))
-                inside.add(args[v])
-            op.operands[i] = args[v]
-    return list(args)
 
 
 __all__ = ["DIFFERENTIATED_MARK", "Recorded", "check_not_differentiated", "not_in_trace",
