@@ -12,8 +12,10 @@ Output IR, destination-passing style:
   `pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes` (the size of
   each temporary, in order), `pullback.temp_kinds` ("residual" or "scratch" for
   each temporary: see `transforms.memory_kinds`, which also says how the
-  `ad.reverse_begin` of a derivative is read and dropped before fusion) and
-  `pullback.signature` (the original tensor type).
+  `ad.reverse_begin` of a derivative is read and dropped before fusion),
+  `pullback.signature` (the original tensor type) and `pullback.written_inputs`
+  (the inputs an `array.assign` writes: in place by the kernel computing the value,
+  or by a copy after every other step, as `conversion.in_place` decides).
   Callers own every buffer, so a memory plan can reuse temporaries across calls.
   Only values read by a later kernel, returned, or worth storing by the cost model of
   `transforms.fusion` get a buffer.
