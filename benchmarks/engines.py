@@ -1,4 +1,7 @@
-"""How each system's gradient is set up and timed: pullback, hand-written numpy, JAX."""
+"""How each system's gradient is set up and timed: pullback, hand-written numpy, JAX.
+
+`benchmarks.training` offers the same functions for training workloads.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,21 @@ from benchmarks.workload import Problem, Workload
 
 @dataclass
 class EngineResult:
-    """Timings and the gradient of one system on one workload; `error` if it failed."""
+    """Timings and the output of one system on one workload; `error` if it failed.
+
+    `output` is what `check` compares with numpy's: the derivative, or for a training
+    workload the parameters after `training.CHECK_STEPS` steps.
+    """
 
     steady: Timing | None = None
     first_call: float | None = None
-    gradient: Any = None
+    output: Any = None
     phases: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
+
+VARIANTS = ("",)
+"""pullback's forms of a gradient workload: one, the compiled gradient."""
 
 JAX_TRANSFORMS = {"gradient": "grad", "jacobian": "jacrev", "hessian": "hessian"}
 """The JAX function timed for each `Workload.transform`."""
@@ -34,15 +44,20 @@ def run_numpy(workload: Workload, problem: Problem, repeat: int) -> EngineResult
     """The hand-written numpy gradient; it has no first-call cost."""
     args = (*problem.params, *problem.data)
     steady = measure(lambda: workload.numpy_gradient(*args), repeat)
-    return EngineResult(steady=steady, gradient=workload.numpy_gradient(*args))
+    return EngineResult(steady=steady, output=workload.numpy_gradient(*args))
 
 
-def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str) -> EngineResult:
+def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
+                 variant: str = "") -> EngineResult:
     """First call = trace + compile + one run from an empty cache; steady = compiled calls.
 
     The data arrays are closed over, so only the parameters are differentiated.
+    A gradient has one form, `variant` "" (`VARIANTS`).
     """
     import pullback as pb
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown gradient variant {variant!r}; accepted: {VARIANTS}")
 
     options = {} if device == "cpu" else {"device": device}
     data = problem.data
@@ -56,7 +71,7 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str)
     )
     steady = measure(lambda: compiled(*problem.params), repeat)
     phases = {key: float(value) for key, value in getattr(compiled, "timings", {}).items()}
-    return EngineResult(steady=steady, first_call=first, gradient=gradient, phases=phases)
+    return EngineResult(steady=steady, first_call=first, output=gradient, phases=phases)
 
 
 def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict,
@@ -86,4 +101,4 @@ def run_jax(workload: Workload, problem: Problem, repeat: int) -> EngineResult:
 
     first, (grad, gradient) = time_once(first_call)
     steady = measure(lambda: jax.block_until_ready(grad(*args)), repeat)
-    return EngineResult(steady=steady, first_call=first, gradient=gradient)
+    return EngineResult(steady=steady, first_call=first, output=gradient)

@@ -3,7 +3,9 @@
 Every row is timed in the same run: pullback's compiled gradient (steady-state median
 and first call: trace + compile + one run), the hand-written numpy gradient, and
 `jax.jit(jax.grad(...))` when JAX is installed. `check` compares each gradient with
-numpy's (largest error relative to the largest numpy magnitude).
+numpy's (largest error relative to the largest numpy magnitude). A training workload
+times one optimiser step per call and compares the parameters after a fixed number of
+steps (`benchmarks.training`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import engines, training  # noqa: E402
 from benchmarks.compare import relative_error  # noqa: E402
-from benchmarks.engines import EngineResult, jax_available, run_jax, run_numpy, run_pullback  # noqa: E402
+from benchmarks.engines import EngineResult, jax_available  # noqa: E402
 from benchmarks.table import Row, render  # noqa: E402
 from benchmarks.workload import Workload  # noqa: E402
 from benchmarks.workloads import ALL as WORKLOADS  # noqa: E402
@@ -60,34 +64,48 @@ def devices(args: argparse.Namespace) -> list[str]:
     return ["cpu"] + [d for d in dict.fromkeys(args.device) if d != "cpu"]
 
 
+def engine_of(workload: Workload) -> ModuleType:
+    """The module that sets up and times every system on `workload`."""
+    return training if workload.transform == "train" else engines
+
+
+def row_name(workload: Workload, variant: str, device: str) -> str:
+    """The workload's name, tagged with a pullback variant and a device other than cpu."""
+    tags = [tag for tag in (variant, device) if tag and tag != "cpu"]
+    return f"{workload.name} [{', '.join(tags)}]" if tags else workload.name
+
+
 def benchmark(workload: Workload, args: argparse.Namespace) -> list[Row]:
-    """Time every system on one workload (one row per pullback device, numpy and JAX
-    timed once and shown on each) and check every gradient against numpy's."""
+    """Time every system on one workload (one row per pullback device and variant, numpy
+    and JAX timed once and shown on each) and check every output against numpy's."""
+    engine = engine_of(workload)
     problem = workload.small_problem() if args.small else workload.setup()
-    shared = {"numpy": _guarded(run_numpy, workload, problem, args.repeat)}
+    shared = {"numpy": _guarded(engine.run_numpy, workload, problem, args.repeat)}
     if jax_available() and not args.no_jax:
-        shared["jax"] = _guarded(run_jax, workload, problem, args.repeat)
+        shared["jax"] = _guarded(engine.run_jax, workload, problem, args.repeat)
     rows = []
     for device in devices(args):
-        results = dict(shared)
-        results["pullback"] = _guarded(run_pullback, workload, problem, args.repeat, device)
-        name = workload.name if device == "cpu" else f"{workload.name} [{device}]"
-        row = Row(name, workload.summary, problem.sizes, results, rtol=workload.rtol)
-        _check(row, results)
-        rows.append(row)
+        for variant in engine.VARIANTS:
+            results = dict(shared)
+            results["pullback"] = _guarded(
+                engine.run_pullback, workload, problem, args.repeat, device, variant)
+            name = row_name(workload, variant, device)
+            row = Row(name, workload.summary, problem.sizes, results, rtol=workload.rtol)
+            _check(row, results)
+            rows.append(row)
     return rows
 
 
 def _check(row: Row, results: dict[str, EngineResult]) -> None:
-    reference = results["numpy"].gradient
+    reference = results["numpy"].output
     for system in ("pullback", "jax"):
         result = results.get(system)
         if reference is None or result is None or result.error is not None:
             continue
         try:
-            row.checks[system] = relative_error(result.gradient, reference)
+            row.checks[system] = relative_error(result.output, reference)
         except ValueError as exc:
-            result.error = f"gradient does not match numpy's structure: {exc}"
+            result.error = f"output does not match numpy's structure: {exc}"
 
 
 def machine() -> str:

@@ -29,8 +29,15 @@ class Workload:
     shaped like the parameter (a dict for a dict parameter).
 
     `transform` names what is timed: "gradient" (the default), "jacobian" (the
-    objective returns an array; `numpy_gradient` gives one Jacobian per parameter) or
-    "hessian" (one parameter; `numpy_gradient` gives its Hessian as a 1-tuple).
+    objective returns an array; `numpy_gradient` gives one Jacobian per parameter),
+    "hessian" (one parameter; `numpy_gradient` gives its Hessian as a 1-tuple) or
+    "train" (one step of the `optimiser` rule, a `pb.optimisers` rule, on the
+    objective's gradient, in place; see `benchmarks.training`).
+
+    `eager_objective(state, *params, *data)`, for "train", is the objective with
+    `pb.eager_update` marking each layer, `state` being
+    `pb.optimisers.setup(optimiser, params)` for the tuple of parameters: compiled with
+    mode="gradient" it is a whole training step.
     """
 
     name: str
@@ -43,6 +50,8 @@ class Workload:
     jax_objective: Callable[..., Any]
     rtol: float
     transform: str = "gradient"
+    optimiser: Any = None
+    eager_objective: Callable[..., Any] | None = None
 
     def small_problem(self) -> Problem:
         """A float64 instance small enough for finite differences."""

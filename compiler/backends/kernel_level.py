@@ -93,10 +93,29 @@ class InputSpec:
                     f"be passed as it is: a writeable, C-contiguous {dtype} numpy array of "
                     f"shape {shape} (a number, a read-only array or one that needs converting "
                     "would lose the write)")
-            for j, b in enumerate(arrays):
-                if j != i and _overlap(a, b):  # type: ignore[arg-type]
-                    raise ValueError(f"@{self.name} writes input {i} in place, so it must not "
-                                     f"share memory with another input (input {j})")
+        if self.written:
+            self._check_no_aliases(arrays)  # type: ignore[arg-type]
+
+    def _check_no_aliases(self, arrays: Sequence[np.ndarray]) -> None:
+        """A written input must share no byte with another input: one sorted sweep over
+        the inputs' extents; only where two extents meet are the pairs examined."""
+        extents = sorted((a.ctypes.data, a.nbytes, i) for i, a in enumerate(arrays) if a.nbytes)
+        reach = -1
+        for start, n, _ in extents:
+            if start < reach:
+                break
+            reach = max(reach, start + n)
+        else:
+            return
+        written = set(self.written)
+        for x, (start, n, i) in enumerate(extents):
+            for other, _, j in extents[x + 1:]:
+                if other >= start + n:
+                    break
+                if i in written or j in written:
+                    k, l = (i, j) if i in written else (j, i)
+                    raise ValueError(f"@{self.name} writes input {k} in place, so it must not "
+                                     f"share memory with another input (input {l})")
 
     def new_outputs(self) -> list[np.ndarray]:
         return [np.empty(shape, dtype) for dtype, shape in self.outputs]
@@ -108,14 +127,6 @@ class InputSpec:
         layout = "C-contiguous" if a.flags.c_contiguous else "non-contiguous"
         return (f"@{self.name} input {i}: expected {want}, got a {layout} {a.dtype} array "
                 f"of shape {a.shape}")
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two C-contiguous arrays share bytes (a cheap test of their extents)."""
-    if not (a.nbytes and b.nbytes):
-        return False
-    x, y = a.ctypes.data, b.ctypes.data
-    return x < y + b.nbytes and y < x + a.nbytes
 
 
 def _spec(t: Attribute) -> tuple[np.dtype, tuple[int, ...]]:

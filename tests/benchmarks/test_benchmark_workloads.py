@@ -1,8 +1,10 @@
 """The benchmark workloads: hand-written numpy gradients against central finite
-differences, the GMM objective against a loop transliteration of its definition, and
-the JAX and pullback gradients against numpy's, all on small float64 instances."""
+differences, the GMM objective against a loop transliteration of its definition, the
+JAX and pullback gradients against numpy's, numpy's Adam against its closed form, and
+the JAX and pullback training steps against numpy's, all on small float64 instances."""
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -11,10 +13,11 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, multigammaln
 
-from benchmarks import run
+import pullback as pb
+from benchmarks import run, training
 from benchmarks.compare import leaves, relative_error
 from benchmarks.engines import jax_available, run_jax, run_pullback
-from benchmarks.workloads import WORKLOADS, gmm, mlp
+from benchmarks.workloads import WORKLOADS, gmm, mlp, train
 
 NAMES = sorted(WORKLOADS)
 
@@ -157,7 +160,7 @@ def test_jax_gradient_matches_numpy(name):
         return
     result = run_jax(workload, problem, repeat=1)
     expected = workload.numpy_gradient(*problem.params, *problem.data)
-    assert relative_error(result.gradient, expected) < 1e-10
+    assert relative_error(result.output, expected) < 1e-10
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -166,7 +169,7 @@ def test_pullback_gradient_matches_numpy(name, device):
     problem = workload.small_problem()
     result = run_pullback(workload, problem, repeat=1, device=device)
     expected = workload.numpy_gradient(*problem.params, *problem.data)
-    assert relative_error(result.gradient, expected) < 1e-10
+    assert relative_error(result.output, expected) < 1e-10
     assert result.first_call > 0 and result.steady.median > 0
 
 
@@ -179,3 +182,77 @@ def test_runner_prints_table_and_writes_json(tmp_path, capsys):
     saved = json.loads(path.read_text())
     assert saved["rows"][0]["workload"] == "gmm"
     assert len(saved["rows"][0]["systems"]["numpy"]["runs_s"]) == 2
+
+
+def test_numpy_adam_follows_its_closed_form():
+    b1, b2, lr, eps = 0.9, 0.999, 0.1, 1e-8
+    p0 = np.array([[1.0, -2.0], [0.5, 3.0]])
+    g1, g2 = np.array([[0.3, -4.0], [2e-3, 1.0]]), np.array([[-0.1, 2.0], [1e-3, 1.0]])
+    params = {"p": p0.copy()}
+    adam = training.NumpyAdam(pb.optimisers.Adam(lr, betas=(b1, b2), eps=eps), params)
+    adam.step({"p": g1})
+    # the bias-corrected moments of the first step are g and g²: a step of lr·g/(|g| + eps)
+    p1 = p0 - lr * g1 / (np.abs(g1) + eps)
+    np.testing.assert_allclose(params["p"], p1, rtol=1e-14)
+    adam.step({"p": g2})
+    m = ((1 - b1) * b1 * g1 + (1 - b1) * g2) / (1 - b1**2)
+    v = ((1 - b2) * b2 * g1**2 + (1 - b2) * g2**2) / (1 - b2**2)
+    np.testing.assert_allclose(params["p"], p1 - lr * m / (np.sqrt(v) + eps), rtol=1e-14)
+    assert adam.t == 2
+
+
+def test_numpy_training_step_is_one_adam_step_on_the_mlp_gradient(monkeypatch):
+    monkeypatch.setattr(training, "CHECK_STEPS", 1)
+    problem = train.WORKLOAD.small_problem()
+    (grads,) = mlp.numpy_gradient(*problem.params, *problem.data)
+    (params,) = training.run_numpy(train.WORKLOAD, problem, repeat=3).output
+    lr, eps = train.ADAM.lr, train.ADAM.eps
+    for key, start in problem.params[0].items():
+        g = grads[key]
+        np.testing.assert_allclose(params[key], start - lr * g / (np.abs(g) + eps), rtol=1e-14)
+
+
+@pytest.mark.parametrize("variant", training.VARIANTS)
+def test_pullback_training_matches_numpy(variant, device):
+    problem = train.WORKLOAD.small_problem()
+    start = copy.deepcopy(problem.params)
+    expected = training.run_numpy(train.WORKLOAD, problem, repeat=1).output
+    # more timed steps than numpy's: the checked parameters come from their own fresh copy
+    result = training.run_pullback(train.WORKLOAD, problem, repeat=3, device=device,
+                                   variant=variant)
+    assert relative_error(result.output, expected) < 1e-10
+    moved = [np.abs(a - b).max() for a, b in zip(leaves(result.output), leaves(start), strict=True)]
+    assert max(moved) > train.ADAM.lr  # several steps of about lr each
+    assert relative_error(problem.params, start) == 0.0  # the problem's own arrays are untouched
+    assert result.first_call > 0 and result.steady.median > 0
+
+
+def test_jax_training_matches_numpy():
+    problem = train.WORKLOAD.small_problem()
+    if not jax_available():
+        (row, _) = run.benchmark(train.WORKLOAD, run.parse_args(["--small", "--repeat", "1"]))
+        assert "jax" not in row.results
+        return
+    expected = training.run_numpy(train.WORKLOAD, problem, repeat=1).output
+    result = training.run_jax(train.WORKLOAD, problem, repeat=2)
+    assert relative_error(result.output, expected) < 1e-10
+
+
+def test_runner_times_both_training_forms():
+    rows = run.main(["--small", "--repeat", "2", "--only", "train", "--no-jax"])
+    assert [row.name for row in rows] == ["train", "train [eager]"]
+    for row in rows:
+        assert row.check_text() == "ok" and set(row.checks) == {"pullback"}
+        assert all(result.error is None for result in row.results.values())
+
+
+def test_gradient_workloads_have_one_pullback_form():
+    problem = mlp.WORKLOAD.small_problem()
+    with pytest.raises(ValueError, match="unknown gradient variant 'eager'"):
+        run_pullback(mlp.WORKLOAD, problem, repeat=1, device="cpu", variant="eager")
+
+
+def test_training_needs_adam():
+    workload = dataclasses.replace(train.WORKLOAD, optimiser=pb.optimisers.Descent(0.1))
+    with pytest.raises(ValueError, match=r"needs optimiser pb.optimisers.Adam\(...\), got Descent"):
+        training.run_numpy(workload, workload.small_problem(), repeat=1)

@@ -237,3 +237,20 @@ def test_gradient_of_a_writing_function_writes_once():
     np.testing.assert_allclose(dp, [3.0, 4.0], rtol=1e-15)
     np.testing.assert_allclose(dg, [1.0 + 1 - 0.6, 2.0 + 1 - 0.8], rtol=1e-15)
     np.testing.assert_allclose(p, [1.0 - 0.3 + 1, 2.0 - 0.4 + 1], rtol=1e-15)
+
+
+def test_partly_overlapping_views_are_caught_and_read_only_aliases_allowed():
+    base = np.zeros(8)
+    c = pb.compile(_accumulate, np.zeros(4), np.zeros(4))
+    with pytest.raises(ValueError, match="writes input 0 in place.*input 1"):
+        c(base[:4], base[2:6])
+    x, y = np.zeros(4), np.ones(4)
+    c(x, y)  # disjoint arrays
+    np.testing.assert_array_equal(x, y)
+    def add_product(p, a, b):
+        p += a * b
+
+    d = pb.compile(add_product, np.zeros(4), np.ones(4), np.ones(4))
+    p, a = np.zeros(4), np.full(4, 2.0)
+    d(p, a, a)  # the same read-only input twice is fine
+    np.testing.assert_array_equal(p, np.full(4, 4.0))
