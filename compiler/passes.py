@@ -20,6 +20,7 @@ PASSES: dict[str, str] = {
     "eager-update": _OURS + "autodiff.eager_update:EagerUpdatePass",
     "simplify": _OURS + "transforms.simplify:SimplifyPass",
     "memory-plan": _OURS + "transforms.memory_plan:MemoryPlanPass",
+    "schedule-writes": _OURS + "transforms.schedule_writes:ScheduleWritesPass",
     "convert-array-to-loops": _OURS + "conversion.array_to_loops:ConvertArrayToLoopsPass",
     "convert-loops-to-llvm": _OURS + "conversion.loops_to_llvm:ConvertLoopsToLLVMPass",
     "expand-math": _OURS + "transforms.expand_math:ExpandMathPass",

@@ -96,6 +96,7 @@ from pullback.compiler.transforms.memory_kinds import (
     split_at_reverse_begin,
     temp_kinds,
 )
+from pullback.compiler.transforms.schedule_writes import schedule_writes
 
 NOALIAS = DictionaryAttr({"llvm.noalias": UnitAttr()})
 
@@ -327,5 +328,6 @@ class ConvertArrayToLoopsPass(ModulePass):
             funcs = chosen
         for f in funcs:
             if _is_array_function(f) and not f.is_declaration:
+                schedule_writes(f)
                 _Lowering(op, f).run()
 
