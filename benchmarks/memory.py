@@ -77,6 +77,11 @@ class Sizes:
         return self.layers * (self.width + 1) * self.width * FLOAT_BYTES
 
     @property
+    def layer_parameter_bytes(self) -> int:
+        """Bytes of one layer's weights and biases."""
+        return (self.width + 1) * self.width * FLOAT_BYTES
+
+    @property
     def parameter_bytes(self) -> int:
         """Bytes of every weight and bias."""
         return self.blocks * self.block_parameter_bytes
@@ -98,10 +103,10 @@ class Sizes:
         return self.blocks * per_layer * self.activation_bytes
 
     def expected_temporaries(self, config: str) -> int:
-        """The stored activations, and with eager update one block's parameter gradients:
-        they complete together, when the backward pass leaves the block, and its update
-        consumes them."""
-        held = self.block_parameter_bytes if config in EAGER else 0
+        """The stored activations, and with eager update one layer's parameter gradients:
+        each layer's update runs as soon as its gradient is complete and its old weights
+        have been read (the `schedule-writes` pass), and consumes them."""
+        held = self.layer_parameter_bytes if config in EAGER else 0
         return self.expected_activations(config) + held
 
     def expected_parameter_gradients(self, config: str) -> int:
@@ -392,7 +397,7 @@ def expectations_table(results: Results, sizes: Sizes) -> str:
             + sizes.expected_parameter_gradients(c), results.returned(c), None, _bytes)
     for eager, base in (("eager", "plain"), ("both", "checkpointed")):
         add(f"parameter gradients off the peak, {base} - {eager}",
-            sizes.parameter_bytes - sizes.block_parameter_bytes,
+            sizes.parameter_bytes - sizes.layer_parameter_bytes,
             _difference(results.plan(base, "peak_bytes"), results.plan(eager, "peak_bytes")),
             _difference(results.call_growth(base), results.call_growth(eager)), _bytes)
     for slow, fast in (("checkpointed", "plain"), ("both", "eager")):
@@ -422,8 +427,8 @@ def arithmetic(sizes: Sizes) -> str:
             f"{_bytes(sizes.parameter_bytes)}, inputs of every configuration; a call "
             f"returns the loss (4 B), the batch's gradient (one activation) and, plain and "
             f"checkpointed, the parameter gradients; eager update returns none of those, "
-            f"and holds at most one block's ({_bytes(sizes.block_parameter_bytes)}) until "
-            f"that block's update; checkpointing recomputes one forward pass: "
+            f"and holds at most one layer's ({_bytes(sizes.layer_parameter_bytes)}) until "
+            f"that layer's update; checkpointing recomputes one forward pass: "
             f"(1 + 1 + 2) / (1 + 2) = {RECOMPUTE_COST:.2f} x the matrix-product work")
 
 

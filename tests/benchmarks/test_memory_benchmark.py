@@ -43,7 +43,8 @@ def test_expected_bytes_follow_the_arithmetic():
     assert sizes.expected_residuals("checkpointed") == 3 * 5 * 8 * 4
     assert sizes.block_parameter_bytes == 4 * (8 * 8 + 8) * 4
     assert sizes.expected_temporaries("plain") == 3 * 4 * 5 * 8 * 4
-    assert sizes.expected_temporaries("both") == (3 + 4) * 5 * 8 * 4 + 4 * (8 * 8 + 8) * 4
+    assert sizes.layer_parameter_bytes == (8 * 8 + 8) * 4
+    assert sizes.expected_temporaries("both") == (3 + 4) * 5 * 8 * 4 + (8 * 8 + 8) * 4
     assert sizes.parameter_bytes == 3 * 4 * (8 * 8 + 8) * 4
     assert sizes.expected_parameter_gradients("checkpointed") == sizes.parameter_bytes
     assert sizes.expected_parameter_gradients("both") == 0
@@ -157,21 +158,22 @@ def test_report_compares_plans_and_memory_with_the_expectations():
     assert REPORT_SIZES.activation_bytes == MIB
     assert REPORT_SIZES.parameter_bytes == 8 * 513 * 512 * 4
     p = REPORT_SIZES.parameter_bytes
+    layer = REPORT_SIZES.layer_parameter_bytes  # 513 x 512 x 4 B: 1.0 MiB
     results = [fake_result("plain", 20 * MIB + p, p, 8 * MIB, p + 8 * MIB, 1.0),
                fake_result("checkpointed", 20 * MIB + p, p, 6 * MIB, p + 6 * MIB, 2.0),
-               fake_result("eager", 20 * MIB + 2 * MIB, 0, 10 * MIB, 10 * MIB, 2.0),
+               fake_result("eager", 20 * MIB + layer, 0, 8 * MIB + layer, 8 * MIB + layer, 2.0),
                {"config": "both", "error": "RuntimeError: out of memory"}]
     text = memory.render(results, REPORT_SIZES)
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
              for line in text.splitlines() if line.startswith("| ")}
     assert lines["temporaries, plain"] == ["8.0 MiB", "8.0 MiB", "1.00", "—", "—"]
     assert lines["temporaries, checkpointed / plain"] == ["0.75", "0.75", "1.00", "—", "—"]
-    # eager holds one block's parameter gradients (2.0 MiB) too
-    assert lines["temporaries, eager"] == ["10.0 MiB", "10.0 MiB", "1.00", "—", "—"]
+    # eager holds one layer's parameter gradients (1.0 MiB) too
+    assert lines["temporaries, eager"] == ["9.0 MiB", "9.0 MiB", "1.00", "—", "—"]
     assert "residuals, plain" not in lines
-    # all but one block's gradients: 8.0 - 2.0 MiB
+    # all but one layer's gradients: 8.0 - 1.0 MiB
     assert lines["parameter gradients off the peak, plain - eager"] == [
-        "6.0 MiB", "6.0 MiB", "1.00", "6.0 MiB", "1.00"]
+        "7.0 MiB", "7.0 MiB", "1.00", "7.0 MiB", "1.00"]
     assert lines["parameter gradients off the peak, checkpointed - both"][1:] == [
         "—", "—", "—", "—"]
     assert lines["best call time, checkpointed / plain"] == ["1.33", "—", "—", "2.00", "1.50"]
