@@ -32,6 +32,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.traits import is_side_effect_free
 
 from pullback.compiler.conversion.kernel_writer import size_of
 from pullback.compiler.dialects.array import AssignOp, FullOp, shape_of
@@ -69,7 +70,7 @@ def _readers(value: SSAValue) -> set[Operation]:
 def _cheap(op: Operation) -> bool:
     """A pure op whose result is free or small to keep: moved early when a slice needs it
     (shared constants, step counts, bias corrections)."""
-    if op.regions or len(op.results) != 1 or isinstance(op, AssignOp):
+    if op.regions or len(op.results) != 1 or not is_side_effect_free(op):
         return False
     if isinstance(op, FullOp):
         return True
@@ -88,7 +89,8 @@ def _write_groups(block: Block) -> list[tuple[list[Operation], list[AssignOp]]]:
     assigns = [op for op in ops if isinstance(op, AssignOp)]
     reach: dict[Operation, frozenset[AssignOp]] = {}
     for op in reversed(ops):
-        if isinstance(op, AssignOp | FullOp) or op.regions or len(op.results) != 1:
+        if (isinstance(op, AssignOp | FullOp) or op.regions or len(op.results) != 1
+                or not is_side_effect_free(op)):  # host calls keep their order
             continue
         uses = [u.operation for u in op.results[0].uses]
         if uses and all(isinstance(u, AssignOp) or u in reach for u in uses):

@@ -106,3 +106,36 @@ def test_a_training_step_holds_one_parameter_gradient_at_a_time(rule):
     for a, b in zip(model, ref, strict=True):
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=1e-14)
+
+
+def test_host_calls_keep_their_order(capsys):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+
+    def shown_loss(model, x, y):
+        h = x
+        for i, layer in enumerate(model):
+            h = pb.showgrad(pb.tanh(h @ layer["w"]), name=f"h{i}")
+        return pb.sum((h - y) ** 2)
+
+    def make():
+        r = np.random.default_rng(3)
+        return [{"w": r.normal(size=(3, 3))} for _ in range(3)]
+
+    ref, model = make(), make()
+    ref_state = pb.optimisers.setup(pb.optimisers.Descent(0.1), ref)
+    state = pb.optimisers.setup(pb.optimisers.Descent(0.1), model)
+    pb.optimisers.update(ref_state, ref, pb.gradient(shown_loss, ref, x, y)[0])
+    want = capsys.readouterr().out
+
+    def step(model, x, y):
+        pb.optimisers.update(state, model, pb.gradient(shown_loss, model, x, y)[0])
+
+    pb.compile(step, model, x, y)(model, x, y)
+    got = capsys.readouterr().out
+    def names(out: str) -> list[str]:
+        return [line.split(" =")[0] for line in out.splitlines() if line.startswith("∂(")]
+
+    assert names(got) == names(want) == ["∂(h2)", "∂(h1)", "∂(h0)"]
+    for a, b in zip(model, ref, strict=True):
+        np.testing.assert_allclose(a["w"], b["w"], rtol=1e-13)
