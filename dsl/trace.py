@@ -185,12 +185,23 @@ class Trace:
                 outputs = op.arguments
                 break
             if isinstance(op, ReverseBeginOp):
+                self._mark_reverse_begin()
                 continue
             if len(op.results) != 1:
                 raise ValueError(f"cannot inline '{op.name}': it must have one result")
             copy = op.clone(mapping) if op.regions else op.clone_without_regions(mapping)
             mapping[op.results[0]] = self.emit(copy).value
         return [mapping.get(v, v) for v in outputs]
+
+    def _mark_reverse_begin(self) -> None:
+        """Keep an inlined derivative's `ad.reverse_begin` when it is the function's first
+        (a compiled training step: the memory report then tells saved activations from
+        scratch); a function has at most one, and regions none."""
+        block = self._insertion[-1]
+        if block is not self.block or any(isinstance(op, ReverseBeginOp) for op in block.ops):
+            return
+        self.key.append((ReverseBeginOp.name,))
+        block.add_op(ReverseBeginOp())
 
     # -- result -----------------------------------------------------------------------
 

@@ -139,14 +139,38 @@ def test_an_inlined_checkpoint_derivative_brings_no_marker() -> None:
     assert len(_markers(find_function(module, name + "_vjp"))) == 1
 
 
-def test_inlining_a_derivative_into_a_trace_drops_its_marker() -> None:
+def test_inlining_a_derivative_into_a_trace_keeps_only_the_first_marker() -> None:
     module, name = _vjp_module(one_layer, X, A)
     vjp = find_function(module, name + "_vjp")
     trace = Trace()
     args = [trace.new_input(X.shape, X.dtype).value, trace.new_input(A.shape, A.dtype).value]
     outputs = trace.inline(vjp, args)
     assert len(outputs) == 3
-    assert not any(isinstance(op, ReverseBeginOp) for op in trace.block.ops)
+    trace.inline(vjp, args)
+    assert sum(isinstance(op, ReverseBeginOp) for op in trace.block.ops) == 1
+    with trace.region() as block:
+        trace.inline(vjp, args)
+    assert not any(isinstance(op, ReverseBeginOp) for op in block.ops)
+
+
+def test_a_compiled_training_step_reports_its_saved_activations() -> None:
+    rng = np.random.default_rng(0)
+    layers = [rng.normal(size=(16, 16)) for _ in range(3)]
+    x = rng.normal(size=(4, 16))
+
+    def loss(layers, x):
+        for w in layers:
+            x = pb.tanh(x @ w)
+        return pb.sum(x * x)
+
+    def step(layers, x):
+        for w, g in zip(layers, pb.gradient(loss, layers, x)[0], strict=True):
+            w -= 0.1 * g
+
+    memory = pb.compile(step, layers, x).memory
+    # the three layers' outputs are read by the backward part: at least the first two
+    # are saved past the start of the backward pass
+    assert memory.residuals >= 2 * 4 * 16 * 8
 
 
 def test_the_interpreter_ignores_the_marker() -> None:
