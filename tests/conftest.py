@@ -7,23 +7,11 @@ failure instead of a skip.
 import os
 
 import pytest
+from opencl_platform import NO_OPENCL, OPENCL
 
-
-def _opencl_available() -> bool:
-    try:
-        from pullback.compiler.backends.opencl import available
-    except ImportError:
-        return False
-    return available()
-
-
-OPENCL = _opencl_available()
 if os.environ.get("PULLBACK_REQUIRE_OPENCL") == "1" and not OPENCL:
     raise RuntimeError("PULLBACK_REQUIRE_OPENCL=1 but no OpenCL platform is available")
 
-NO_OPENCL = pytest.mark.skipif(
-    not OPENCL,
-    reason="no OpenCL platform (pip install pocl-binary-distribution for a CPU device)")
 DEVICES = ["cpu", pytest.param("opencl", marks=NO_OPENCL)]
 
 

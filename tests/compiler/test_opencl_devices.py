@@ -11,11 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from opencl_platform import NO_OPENCL
 
 from pullback.compiler.backends import opencl
-
-needs_device = pytest.mark.skipif(not opencl.available(),
-                                  reason="no OpenCL platform (pip install \"pyopencl[pocl]\")")
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +39,7 @@ def test_no_platform_gives_a_clear_error() -> None:
     assert "OpenCL driver" in done.stdout
 
 
-@needs_device
+@NO_OPENCL
 def test_device_selection() -> None:
     listed = opencl.list_devices()
     assert listed and listed[0].startswith("0:0 ")
@@ -55,7 +53,7 @@ def test_device_selection() -> None:
         opencl.select_device("7:3")
 
 
-@needs_device
+@NO_OPENCL
 def test_float64_without_fp64_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from test_opencl_kernels import module_of, tensor
     from xdsl.dialects.builtin import f64
@@ -72,7 +70,7 @@ def test_float64_without_fp64_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
 _BUILD = """
     import json, sys
     import numpy as np
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {root!r}]
     from test_opencl_kernels import module_of, tensor
     from xdsl.dialects.builtin import f32
     from pullback.compiler.backends import opencl
@@ -88,9 +86,10 @@ _BUILD = """
 """
 
 
-@needs_device
+@NO_OPENCL
 def test_disk_cache_serves_a_second_process(tmp_path: Path) -> None:
-    code = _BUILD.format(tests=str(Path(__file__).parent))
+    here = Path(__file__).parent
+    code = _BUILD.format(tests=str(here), root=str(here.parent))
     env = {"PULLBACK_CACHE_DIR": str(tmp_path), "POCL_CACHE_DIR": str(tmp_path / "pocl")}
     runs = []
     for _ in range(2):

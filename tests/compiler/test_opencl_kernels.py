@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from opencl_platform import NO_OPENCL
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, f64
@@ -20,8 +21,7 @@ from pullback.compiler.context import make_context
 from pullback.compiler.dialects import array as A
 from pullback.compiler.passes import get_pass
 
-pytestmark = pytest.mark.skipif(not opencl.available(),
-                                reason="no OpenCL platform (pip install \"pyopencl[pocl]\")")
+pytestmark = NO_OPENCL
 
 DTYPES = {f64: np.float64, f32: np.float32}
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from op_table import TABLE, Case, OpRow, sample_inputs
+from opencl_platform import NO_OPENCL
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType, f32, f64, i1, i64
 from xdsl.ir import Attribute, Block, Region
@@ -19,8 +20,7 @@ from xdsl.ir import Attribute, Block, Region
 from pullback.compiler.backends import llvm, opencl
 from pullback.compiler.interpreter import evaluate
 
-pytestmark = pytest.mark.skipif(not opencl.available(),
-                                reason="no OpenCL platform (pip install \"pyopencl[pocl]\")")
+pytestmark = NO_OPENCL
 
 CASES = [(row, case) for row in TABLE for case in row.cases]
 IDS = [f"{row.name}{case.id}" for row, case in CASES]

@@ -6,14 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from opencl_platform import NO_OPENCL
 
 import pullback as pb
-from pullback.compiler.backends.opencl import available
-
-needs_opencl = pytest.mark.skipif(not available(), reason="no OpenCL platform")
 
 
-@needs_opencl
+@NO_OPENCL
 def test_argument_and_context_manager_pick_opencl():
     f = lambda x: pb.sum(pb.exp(x))  # noqa: E731
     x = np.linspace(0.0, 1.0, 4)
@@ -26,7 +24,7 @@ def test_argument_and_context_manager_pick_opencl():
     np.testing.assert_allclose(c(x)[0], np.exp(x), rtol=1e-13)
 
 
-@needs_opencl
+@NO_OPENCL
 def test_environment_variable_selects_the_device():
     code = ("import numpy as np, pullback as pb\n"
             "c = pb.compile(lambda x: pb.sum(x * x), np.ones(3))\n"
@@ -37,7 +35,7 @@ def test_environment_variable_selects_the_device():
     assert out.split() == ["opencl", "True"]
 
 
-@needs_opencl
+@NO_OPENCL
 def test_platform_and_device_by_index_and_name():
     x = np.ones(3)
     for spec in ("opencl:0", "opencl:0:0", "opencl:portable"):

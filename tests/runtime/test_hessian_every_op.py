@@ -5,11 +5,10 @@ central differences of the same function evaluated by numpy."""
 import numpy as np
 import pytest
 from dsl_op_table import ALL, NEEDS_AXIS
+from opencl_platform import NO_OPENCL
 
 import pullback as pb
-from pullback.compiler.backends.opencl import available as opencl_available
 
-NO_OPENCL = pytest.mark.skipif(not opencl_available(), reason="no OpenCL platform")
 # first-order-only points (kinks, plateaus) are measure zero; these are smooth where sampled
 OPENCL_SAMPLE = ["tanh", "divide", "prod", "logsumexp", "matmul", "gather", "cumsum"]
 CASES = [(name, "cpu") for name in sorted(ALL)] + [

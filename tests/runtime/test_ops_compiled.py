@@ -6,10 +6,10 @@ broadcast shapes."""
 import numpy as np
 import pytest
 from dsl_op_table import ALL, NEEDS_AXIS, SHAPES
+from opencl_platform import NO_OPENCL
 
 import pullback as pb
 from pullback.compiler.backends.llvm import compile_function
-from pullback.compiler.backends.opencl import available as opencl_available
 from pullback.compiler.context import make_context
 from pullback.compiler.passes import get_pass
 from pullback.program import trace_program
@@ -43,7 +43,6 @@ def _fd_gradient(f, xs, eps):
     return grads
 
 
-NO_OPENCL = pytest.mark.skipif(not opencl_available(), reason="no OpenCL platform")
 # cpu: every shape; opencl (slower to build): a 0-d and a 2-d case of every op
 CASES = [(name, shape, "cpu") for name in sorted(ALL) for shape in SHAPES] + [
     pytest.param(name, shape, "opencl", marks=NO_OPENCL)
