@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xdsl.dialects import func
 from xdsl.ir import BlockArgument, SSAValue
 
 from pullback.compiler.dialects import array as A
@@ -81,9 +80,3 @@ def _legal(plan: FusionPlan, k: int, value: SSAValue, target: SSAValue) -> bool:
     if not kernel.fused or value not in kernel.stores:
         return False
     return element_reads(plan, kernel).get(target, False)
-
-
-def assigned_arguments(function: func.FuncOp) -> tuple[int, ...]:
-    """Indices of the arguments a function assigns (its `array.assign` targets)."""
-    return tuple(op.target.index for op in A.assigns_of(function)  # type: ignore[union-attr]
-                 if isinstance(op.target, BlockArgument))

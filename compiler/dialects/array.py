@@ -919,11 +919,6 @@ class AssignOp(IRDLOperation):
                     f"array.assign: argument {target.index} is assigned more than once")
 
 
-def assigns_of(function: func.FuncOp) -> list[AssignOp]:
-    """The `array.assign` ops of a function's entry block, in order."""
-    return [op for op in function.body.block.ops if isinstance(op, AssignOp)]
-
-
 def _size(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:

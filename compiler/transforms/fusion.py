@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from pullback.compiler.conversion.kernel_writer import size_of
 from pullback.compiler.conversion.scalar_ops import SCALAR_RULES
@@ -255,39 +255,46 @@ def _accesses(plan: FusionPlan, values: list[SSAValue]) -> dict[SSAValue, bool]:
 def _group(plan: FusionPlan, body: list[Operation]) -> list[Kernel]:
     kernels: list[Kernel] = []
     producer: dict[SSAValue, int] = {}
+    last_read: dict[SSAValue, int] = {}  # per input: the last kernel reading it so far
     for op in body:
         if isinstance(op, func.ReturnOp) or not op.results:
             continue
         v = op.results[0]
         if isinstance(op, A.ReduceOp):
             red = reduction_of(op)
-            k = _join(plan, kernels, producer, squeeze(A.shape_of(red.source)), [red.source])
+            accesses = _accesses(plan, [red.source])
+            k = _join(kernels, producer, squeeze(A.shape_of(red.source)), accesses)
             kernels[k].reductions.append(red)
+            read = list(accesses)
         elif is_fusible(op):
             if v not in plan.materialized:
                 continue
+            accesses = _accesses(plan, list(op.operands))
             target = plan.assigned.get(v)
-            floor = 0 if target is None else 1 + max(
-                (k for k, kern in enumerate(kernels) if target in _reads(plan, kern)),
-                default=-1)
-            k = _join(plan, kernels, producer, squeeze(A.shape_of(v)), list(op.operands),
-                      map_op=op, floor=floor)
+            floor = 0 if target is None else last_read.get(target, -1) + 1
+            k = _join(kernels, producer, squeeze(A.shape_of(v)), accesses, map_op=op,
+                      floor=floor)
             kernels[k].stores.append(v)
+            read = list(accesses)
         else:
             kernels.append(Kernel(op=op))
             k = len(kernels) - 1
+            read = _reads(plan, kernels[k])
+        for r in read:
+            if isinstance(r, BlockArgument):
+                last_read[r] = max(last_read.get(r, -1), k)
         producer[v] = k
     return kernels
 
 
-def _join(plan: FusionPlan, kernels: list[Kernel], producer: dict[SSAValue, int],
-          domain: tuple[int, ...], reads: list[SSAValue], map_op: Operation | None = None,
+def _join(kernels: list[Kernel], producer: dict[SSAValue, int], domain: tuple[int, ...],
+          accesses: dict[SSAValue, bool], map_op: Operation | None = None,
           floor: int = 0) -> int:
-    """The index of the fused kernel a new store or reduction joins (appended if none);
-    never one before `floor`."""
+    """The index of the fused kernel a new store or reduction joins (appended if none),
+    given the stored values it reads (`_accesses`); never one before `floor`."""
     same = not (isinstance(map_op, INDEX_MAP_OPS) and not is_identity_map(map_op))
     lowest = floor
-    for v, at_same in _accesses(plan, reads).items():
+    for v, at_same in accesses.items():
         k = producer.get(v)
         if k is None:
             continue
