@@ -4,12 +4,14 @@
 mapping the index through shape ops and computing elementwise ops with
 `SCALAR_RULES`, until it reaches materialized values, which it loads. Results are
 memoized per index within one loop body, so a value used twice at the same element
-is computed once.
+is computed once. The walk keeps its own stack of pending ops (each rule is a
+generator that yields the elements it needs), so an expression of any depth, such as
+a sum of thousands of terms written as a Python loop, uses no Python recursion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from xdsl.dialects import arith
 from xdsl.ir import Operation, SSAValue
@@ -18,6 +20,11 @@ from pullback.compiler.conversion.element_index import Index, reshaped, to_flat,
 from pullback.compiler.conversion.kernel_writer import KernelWriter
 from pullback.compiler.conversion.scalar_ops import SCALAR_RULES
 from pullback.compiler.dialects import array as A
+
+Request = tuple[SSAValue, Index]
+"""An element some rule needs: the value and the index to compute it at."""
+Steps = Generator[Request, SSAValue, SSAValue]
+"""A rule in progress: yields the elements it needs, is sent each one, returns its own."""
 
 
 class ElementEmitter:
@@ -34,65 +41,93 @@ class ElementEmitter:
 
     def emit(self, value: SSAValue, idx: Index) -> SSAValue:
         """The scalar element of array `value` at `idx` (idx.shape == value's shape)."""
+        ready = self._known(value, idx)
+        if ready is not None:
+            return ready
+        pending = [self._compute(value, idx)]
+        sent: SSAValue | None = None
+        while True:
+            try:
+                value, idx = pending[-1].send(sent)  # type: ignore[arg-type]
+            except StopIteration as done:
+                pending.pop()
+                if not pending:
+                    return done.value
+                sent = done.value
+                continue
+            sent = self._known(value, idx)
+            if sent is None:
+                pending.append(self._compute(value, idx))
+
+    def _known(self, value: SSAValue, idx: Index) -> SSAValue | None:
+        """The element if it is memoized or stored (then loaded), else None."""
         key = (id(value), *idx.key())
         if key in self._memo:
             return self._memo[key]
         if value in self.buffers:
-            result = self.w.load(self.buffers[value], to_flat(self.w, idx),
+            loaded = self.w.load(self.buffers[value], to_flat(self.w, idx),
                                  A.element_type_of(value))
+            self._memo[key] = loaded
+            return loaded
+        return None
+
+    def _compute(self, value: SSAValue, idx: Index) -> Steps:
+        op = value.owner
+        assert isinstance(op, Operation)
+        rule = _INDEX_RULES.get(type(op))
+        if rule is not None:
+            result = yield from rule(self, op, idx)
+        elif type(op) in SCALAR_RULES:
+            args: list[SSAValue] = []
+            for v in op.operands:
+                args.append((yield v, idx))
+            result = SCALAR_RULES[type(op)](self.w, op, args)
         else:
-            op = value.owner
-            assert isinstance(op, Operation)
-            rule = _INDEX_RULES.get(type(op))
-            if rule is not None:
-                result = rule(self, op, idx)
-            elif type(op) in SCALAR_RULES:
-                args = [self.emit(v, idx) for v in op.operands]
-                result = SCALAR_RULES[type(op)](self.w, op, args)
-            else:
-                raise NotImplementedError(f"'{op.name}' cannot be fused into a consumer")
-        self._memo[key] = result
+            raise NotImplementedError(f"'{op.name}' cannot be fused into a consumer")
+        self._memo[(id(value), *idx.key())] = result
         return result
 
 
-def _full(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _full(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.FullOp)
     return e.w.constant(op.scalar, A.element_type_of(op.result))
+    yield  # a rule that needs no element
 
 
-def _splat(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _splat(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.ConstantOp)
     value = op.value.get_values()[0]
     return e.w.constant(value, A.element_type_of(op.result))
+    yield  # a rule that needs no element
 
 
-def _broadcast(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _broadcast(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.BroadcastOp)
     src = A.shape_of(op.operand)
     multi = to_multi(e.w, idx)[len(idx.shape) - len(src):]
     mapped = tuple(e.w.index(0) if d == 1 else i for i, d in zip(multi, src, strict=True))
-    return e.emit(op.operand, Index(src, multi=mapped))
+    return (yield op.operand, Index(src, multi=mapped))
 
 
-def _reshape(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _reshape(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.ReshapeOp)
-    return e.emit(op.operand, reshaped(e.w, idx, A.shape_of(op.operand)))
+    return (yield op.operand, reshaped(e.w, idx, A.shape_of(op.operand)))
 
 
-def _transpose(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _transpose(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.TransposeOp)
     multi = to_multi(e.w, idx)
     src: list[SSAValue] = list(multi)
     for i, p in enumerate(op.perm):
         src[p] = multi[i]
-    return e.emit(op.operand, Index(A.shape_of(op.operand), multi=tuple(src)))
+    return (yield op.operand, Index(A.shape_of(op.operand), multi=tuple(src)))
 
 
-def _slice(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _slice(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
     assert isinstance(op, A.SliceOp)
     multi = to_multi(e.w, idx)
     src = tuple(e.w.affine(i, st, s) for i, st, s in zip(multi, op.strides, op.starts, strict=True))
-    return e.emit(op.operand, Index(A.shape_of(op.operand), multi=src))
+    return (yield op.operand, Index(A.shape_of(op.operand), multi=src))
 
 
 def wrapped_index(e: ElementEmitter, raw: SSAValue, n: int) -> SSAValue:
@@ -105,23 +140,19 @@ def wrapped_index(e: ElementEmitter, raw: SSAValue, n: int) -> SSAValue:
     return w.add(arith.MinSIOp(i, w.index(max(n - 1, 0))))
 
 
-def take_source_index(e: ElementEmitter, src_shape: tuple[int, ...], indices: SSAValue,
-                      axis: int, multi: tuple[SSAValue, ...]) -> Index:
-    """The source position read by element `multi` of `take(src, indices, axis)`."""
-    ni = len(A.shape_of(indices))
-    raw = e.emit(indices, Index(A.shape_of(indices), multi=multi[axis:axis + ni]))
-    pos = wrapped_index(e, raw, src_shape[axis])
-    return Index(src_shape, multi=(*multi[:axis], pos, *multi[axis + ni:]))
-
-
-def _take(e: ElementEmitter, op: Operation, idx: Index) -> SSAValue:
+def _take(e: ElementEmitter, op: Operation, idx: Index) -> Steps:
+    """The source position read by this element of `take(src, indices, axis)`, then
+    the source element there."""
     assert isinstance(op, A.TakeOp)
     multi = to_multi(e.w, idx)
-    src = take_source_index(e, A.shape_of(op.operand), op.indices, op.axis.value.data, multi)
-    return e.emit(op.operand, src)
+    axis, src_shape = op.axis.value.data, A.shape_of(op.operand)
+    ni = len(A.shape_of(op.indices))
+    raw = yield op.indices, Index(A.shape_of(op.indices), multi=multi[axis:axis + ni])
+    pos = wrapped_index(e, raw, src_shape[axis])
+    return (yield op.operand, Index(src_shape, multi=(*multi[:axis], pos, *multi[axis + ni:])))
 
 
-_INDEX_RULES: dict[type[Operation], Callable[[ElementEmitter, Operation, Index], SSAValue]] = {
+_INDEX_RULES: dict[type[Operation], Callable[[ElementEmitter, Operation, Index], Steps]] = {
     A.FullOp: _full,
     A.ConstantOp: _splat,
     A.BroadcastOp: _broadcast,

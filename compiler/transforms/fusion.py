@@ -15,7 +15,12 @@ number of times the kernels evaluate each of its elements (once per kernel and
 access path; a broadcast to k times the size counts k) and `cost` the scalar work
 per element of its fused expression, `cost * (sweeps - 1) >= 3`. Only values computed
 by an elementwise op are stored this way (an index map stores its source instead),
-and never values computed from constants alone, which the target folds.
+and never values computed from constants alone, which the target folds. The
+decisions take one backward pass over the program, each value decided after every
+value that reads it; the kernels are then formed again and the pass repeated until it
+stores nothing more (in practice once): each pass that goes on stores at least one
+more value, so the loop ends at any program size, and always with every stored value
+in a kernel.
 
 Kernels are formed in program order. A *fused kernel* iterates over one domain (a
 shape with its size-1 dimensions dropped). Each stored fusible value and each
@@ -33,6 +38,7 @@ place (`conversion/in_place.py` decides, and keeps the order legal).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from xdsl.dialects import func
@@ -55,7 +61,6 @@ EXPENSIVE_OPS: frozenset[type[Operation]] = frozenset({
     A.DivOp, A.SqrtOp,
 })
 _COST_CAP = 1000
-_MAX_ROUNDS = 64
 
 
 def is_fusible(op: Operation) -> bool:
@@ -145,25 +150,55 @@ class FusionPlan:
     assigned: dict[SSAValue, SSAValue] = field(default_factory=dict[SSAValue, SSAValue])
     """The value of each `array.assign` and the argument it is written into."""
 
-    def leaves(self, values: list[SSAValue], local: frozenset[SSAValue] = frozenset()
-               ) -> list[SSAValue]:
-        """The stored values that computing `values` element-wise reads.
+    def leaves(self, values: list[SSAValue], local: frozenset[SSAValue] = frozenset(),
+               memo: dict[SSAValue, list[SSAValue]] | None = None) -> list[SSAValue]:
+        """The stored values that computing `values` element-wise reads, in the order a
+        depth-first walk from `values` first meets them.
 
-        Values in `local` are computed by the reading kernel itself, not read.
+        Values in `local` are computed by the reading kernel itself, not read. `memo`
+        keeps what each value meets (`frontier`) for later calls while the stored
+        values stay the same.
         """
+        memo = {} if memo is None else memo
+
+        def met(starts: Iterable[SSAValue]) -> Iterator[SSAValue]:
+            return (w for v in starts for w in self.frontier(v, memo))
+
         seen: set[SSAValue] = set()
         out: list[SSAValue] = []
-        stack = list(reversed(values))
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            if v in self.materialized and v not in local:
-                out.append(v)
-            else:
-                stack.extend(reversed(v.owner.operands))  # type: ignore[union-attr]
+        pending = [met(values)]
+        while pending:
+            w = next(pending[-1], None)
+            if w is None:
+                pending.pop()
+            elif w not in seen:
+                seen.add(w)
+                if w in local:  # computed here: what it reads comes in its place
+                    pending.append(met(w.owner.operands))  # type: ignore[union-attr]
+                else:
+                    out.append(w)
         return out
+
+    def frontier(self, value: SSAValue, memo: dict[SSAValue, list[SSAValue]]
+                 ) -> list[SSAValue]:
+        """The stored values a depth-first walk from `value` through values not stored
+        meets, in order; each value's answer is built from its operands' (no recursion,
+        so a chain of any depth is walked)."""
+        stack = [(value, False)]
+        while stack:
+            v, ready = stack.pop()
+            if v in memo:
+                continue
+            if v in self.materialized:
+                memo[v] = [v]
+                continue
+            operands = v.owner.operands  # type: ignore[union-attr]
+            if not ready:
+                stack.append((v, True))
+                stack.extend((o, False) for o in operands if o not in memo)
+                continue
+            memo[v] = list(dict.fromkeys(w for o in operands for w in memo[o]))
+        return memo[value]
 
 
 def reduction_of(op: A.ReduceOp) -> Reduction:
@@ -218,12 +253,10 @@ def plan_fusion(function: func.FuncOp) -> FusionPlan:
             required.add(op.value)
             plan.materialized.add(op.value)
             plan.assigned.setdefault(op.value, op.target)
-    for _ in range(_MAX_ROUNDS):
+    while True:  # each round stores at least one more value, or ends
         plan.kernels = _group(plan, body)
-        extra = _costly(plan, body)
-        if not extra:
+        if not _store_costly(plan, body):
             break
-        plan.materialized |= extra
     _drop_private_stores(plan, required)
     return plan
 
@@ -231,45 +264,71 @@ def plan_fusion(function: func.FuncOp) -> FusionPlan:
 # -- grouping -------------------------------------------------------------------
 
 
-def _accesses(plan: FusionPlan, values: list[SSAValue]) -> dict[SSAValue, bool]:
-    """Stored values read while computing `values`, and whether only at the same element."""
-    out: dict[SSAValue, bool] = {}
-    seen: set[tuple[SSAValue, bool]] = set()
-    stack = [(v, True) for v in values]
+Accesses = dict[SSAValue, bool]
+
+
+def _accesses(plan: FusionPlan, values: list[SSAValue],
+              memo: dict[tuple[SSAValue, bool], Accesses] | None = None) -> Accesses:
+    """Stored values read while computing `values`, and whether only at the same element.
+
+    `memo` keeps each value's answer for later calls while no value it reads through
+    becomes stored (a pass that stores values downstream of every later query).
+    """
+    memo = {} if memo is None else memo
+    out: Accesses = {}
+    for v in values:
+        for w, same in _accesses_of(plan, v, memo).items():
+            out[w] = out.get(w, True) and same
+    return out
+
+
+def _accesses_of(plan: FusionPlan, value: SSAValue,
+                 memo: dict[tuple[SSAValue, bool], Accesses]) -> Accesses:
+    """`_accesses` of one value, each value's answer built from its operands' (no
+    recursion: a chain of any depth is walked with an explicit stack)."""
+    stack = [(value, True, False)]
     while stack:
-        v, same = stack.pop()
-        if (v, same) in seen:
+        v, same, ready = stack.pop()
+        if (v, same) in memo:
             continue
-        seen.add((v, same))
         if v in plan.materialized:
-            out[v] = out.get(v, True) and same
+            memo[v, same] = {v: same}
             continue
         op = v.owner
         assert isinstance(op, Operation)
-        if isinstance(op, INDEX_MAP_OPS) and not is_identity_map(op):
-            same = False
-        stack.extend((o, same) for o in op.operands)
-    return out
+        inner = same and not (isinstance(op, INDEX_MAP_OPS) and not is_identity_map(op))
+        if not ready:
+            stack.append((v, same, True))
+            stack.extend((o, inner, False) for o in op.operands if (o, inner) not in memo)
+            continue
+        out: Accesses = {}
+        for o in op.operands:
+            for w, at_same in memo[o, inner].items():
+                out[w] = out.get(w, True) and at_same
+        memo[v, same] = out
+    return memo[value, True]
 
 
 def _group(plan: FusionPlan, body: list[Operation]) -> list[Kernel]:
     kernels: list[Kernel] = []
     producer: dict[SSAValue, int] = {}
     last_read: dict[SSAValue, int] = {}  # per input: the last kernel reading it so far
+    memo: dict[tuple[SSAValue, bool], Accesses] = {}  # no value becomes stored here
+    frontiers: dict[SSAValue, list[SSAValue]] = {}
     for op in body:
         if isinstance(op, func.ReturnOp) or not op.results:
             continue
         v = op.results[0]
         if isinstance(op, A.ReduceOp):
             red = reduction_of(op)
-            accesses = _accesses(plan, [red.source])
+            accesses = _accesses(plan, [red.source], memo)
             k = _join(kernels, producer, squeeze(A.shape_of(red.source)), accesses)
             kernels[k].reductions.append(red)
             read = list(accesses)
         elif is_fusible(op):
             if v not in plan.materialized:
                 continue
-            accesses = _accesses(plan, list(op.operands))
+            accesses = _accesses(plan, list(op.operands), memo)
             target = plan.assigned.get(v)
             floor = 0 if target is None else last_read.get(target, -1) + 1
             k = _join(kernels, producer, squeeze(A.shape_of(v)), accesses, map_op=op,
@@ -279,7 +338,7 @@ def _group(plan: FusionPlan, body: list[Operation]) -> list[Kernel]:
         else:
             kernels.append(Kernel(op=op))
             k = len(kernels) - 1
-            read = _reads(plan, kernels[k])
+            read = _reads(plan, kernels[k], frontiers)
         for r in read:
             if isinstance(r, BlockArgument):
                 last_read[r] = max(last_read.get(r, -1), k)
@@ -310,8 +369,17 @@ def _join(kernels: list[Kernel], producer: dict[SSAValue, int], domain: tuple[in
 # -- the cost model ---------------------------------------------------------------
 
 
-def _costly(plan: FusionPlan, body: list[Operation]) -> set[SSAValue]:
-    """Fusible values that the kernels recompute often enough to be worth storing."""
+def _store_costly(plan: FusionPlan, body: list[Operation]) -> bool:
+    """Store the fusible values that the kernels recompute often enough to be worth
+    storing; returns whether it stored any.
+
+    One backward pass decides every value after all the values that read it, so a
+    chain of any depth is decided in one pass. Its sweep count comes from what reaches
+    it (`_Reach`): the kernels as grouped, where the values stored earlier in the pass
+    are computed by the kernel each would join (`_join`) and loaded by every other.
+    Costs are those of the plan as the pass starts (storing a value lowers the cost
+    of what reads it, which is decided already).
+    """
     cost: dict[SSAValue, int] = {}
     constant: set[SSAValue] = set()
     for op in body:
@@ -321,77 +389,97 @@ def _costly(plan: FusionPlan, body: list[Operation]) -> set[SSAValue]:
             constant.add(op.results[0])  # folded by the target: free to recompute
         inner = sum(cost.get(v, 0) for v in set(op.operands) if v not in plan.materialized)
         cost[op.results[0]] = min(_COST_CAP, _own_cost(op) + inner)
-    sweeps = _sweeps(plan)
-    extra: set[SSAValue] = set()
-    shadowed: set[SSAValue] = set()
+    reach = _Reach(plan)
+    kernels = list(plan.kernels)
+    producer = {v: k for k, kernel in enumerate(kernels) for v in kernel.outputs}
+    memo: dict[tuple[SSAValue, bool], Accesses] = {}  # stores come downstream of queries
+    stored = False
     for op in reversed(body):
-        if not op.results or not is_fusible(op):
+        if not op.results:
             continue
         v = op.results[0]
-        if v in plan.materialized or v in shadowed or v in constant or _own_cost(op) == 0:
-            continue
-        if cost[v] * (sweeps.get(v, 0.0) - 1) >= RECOMPUTE_THRESHOLD:
-            extra.add(v)
-            shadowed.update(plan.leaves(list(op.operands)))
-            shadowed.update(_computed(plan, list(op.operands)))
-    return extra
+        candidate = is_fusible(op) and _own_cost(op) > 0 and not (
+            v in plan.materialized or v in constant)
+        if candidate and cost[v] * (reach.sweeps(v) - 1) >= RECOMPUTE_THRESHOLD:
+            domain = squeeze(A.shape_of(v))
+            accesses = _accesses(plan, list(op.operands), memo)
+            k = _join(kernels, producer, domain, accesses, map_op=op)
+            producer[v] = k
+            plan.materialized.add(v)
+            reach.computed_by(v, k, size_of(domain))
+            stored = True
+        reach.spread(v)
+    return stored
 
 
-def _computed(plan: FusionPlan, values: list[SSAValue]) -> set[SSAValue]:
-    """The non-stored values computing `values` element-wise evaluates."""
-    seen: set[SSAValue] = set()
-    stack = list(values)
-    while stack:
-        v = stack.pop()
-        if v in seen or v in plan.materialized:
-            continue
-        seen.add(v)
-        stack.extend(v.owner.operands)  # type: ignore[union-attr]
-    return seen
+class _Reach:
+    """What evaluates each value, filled in backward program order.
 
+    A *context* is one evaluation by the kernels: a fused kernel, computing its stores
+    and reduction sources once per element of its domain, or one operand of a special
+    op. A context evaluates a value once per *index path* by which it reaches it (the
+    non-identity index maps in between), however many of its expressions use it. A
+    value passes what reaches it on to its operands unless it is stored; a stored value
+    passes on only its own context, reached at the empty path, which computes it.
+    """
 
-def _sweeps(plan: FusionPlan) -> dict[SSAValue, float]:
-    """How many times the kernels evaluate each element of each non-stored value."""
-    sweeps: dict[SSAValue, float] = {}
-    for kernel in plan.kernels:
-        if kernel.fused:
-            size = size_of(kernel.domain)
-            starts = [*kernel.stores, *(r.source for r in kernel.reductions)]
-            local = frozenset(kernel.stores)
-            _count(plan, [(v, ()) for v in starts], size, local, sweeps)
-        elif not isinstance(kernel.op, A.MatmulOp):
-            assert kernel.op is not None
-            for v in kernel.op.operands:
-                if isinstance(v.type, TensorType):
-                    _count(plan, [(v, (kernel.op,))], size_of(A.shape_of(v)), frozenset(), sweeps)
-    return sweeps
+    def __init__(self, plan: FusionPlan):
+        self.plan = plan
+        self.sizes: list[int] = []
+        self.local: list[set[SSAValue]] = []
+        self.context_of: dict[int, int] = {}  # fused kernel -> its context
+        self.nodes: dict[SSAValue, set[tuple[int, tuple[Operation, ...]]]] = {}
+        for k, kernel in enumerate(plan.kernels):
+            if kernel.fused:
+                c = self.context_of[k] = self._context(size_of(kernel.domain), kernel.stores)
+                for v in [*kernel.stores, *(r.source for r in kernel.reductions)]:
+                    self.nodes.setdefault(v, set()).add((c, ()))
+            elif not isinstance(kernel.op, A.MatmulOp):
+                assert kernel.op is not None
+                for v in kernel.op.operands:
+                    if isinstance(v.type, TensorType):
+                        c = self._context(size_of(A.shape_of(v)), [])
+                        self.nodes.setdefault(v, set()).add((c, (kernel.op,)))
 
+    def _context(self, size: int, local: list[SSAValue]) -> int:
+        self.sizes.append(size)
+        self.local.append(set(local))
+        return len(self.sizes) - 1
 
-def _count(plan: FusionPlan, starts: list[tuple[SSAValue, tuple[Operation, ...]]], size: int,
-           local: frozenset[SSAValue], sweeps: dict[SSAValue, float]) -> None:
-    seen: set[tuple[SSAValue, tuple[Operation, ...]]] = set()
-    stack = list(starts)
-    while stack:
-        v, path = stack.pop()
-        if (v, path) in seen:
-            continue
-        seen.add((v, path))
-        if v in plan.materialized and not (v in local and not path):
-            continue
-        if v not in plan.materialized:
-            sweeps[v] = sweeps.get(v, 0.0) + size / max(1, size_of(A.shape_of(v)))
+    def sweeps(self, v: SSAValue) -> float:
+        """How many times the kernels evaluate each element of `v`."""
+        size = max(1, size_of(A.shape_of(v)))
+        return sum(self.sizes[c] / size for c, _ in self.nodes.get(v, ()))
+
+    def computed_by(self, v: SSAValue, kernel: int, size: int) -> None:
+        """Newly stored `v` is computed by fused kernel `kernel` (of `size` elements;
+        a kernel not grouped yet gets a new context)."""
+        if kernel not in self.context_of:
+            self.context_of[kernel] = self._context(size, [])
+        c = self.context_of[kernel]
+        self.local[c].add(v)
+        self.nodes.setdefault(v, set()).add((c, ()))
+
+    def spread(self, v: SSAValue) -> None:
+        """Pass what reaches `v` on to its operands; `v` is decided."""
+        nodes = self.nodes.pop(v, set())
+        if v in self.plan.materialized:
+            nodes = {(c, p) for c, p in nodes if not p and v in self.local[c]}
         op = v.owner
-        assert isinstance(op, Operation)
+        if not nodes or not isinstance(op, Operation):
+            return
         if isinstance(op, INDEX_MAP_OPS) and not is_identity_map(op):
-            path = (*path, op)
-        stack.extend((o, path) for o in op.operands)
+            nodes = {(c, (*p, op)) for c, p in nodes}
+        for o in op.operands:
+            self.nodes.setdefault(o, set()).update(nodes)
 
 
 def _drop_private_stores(plan: FusionPlan, required: set[SSAValue]) -> None:
     """Unstore values only their own kernel reads; record what each kernel reads."""
     read: set[SSAValue] = set()
+    frontiers: dict[SSAValue, list[SSAValue]] = {}
     for kernel in plan.kernels:
-        kernel.reads = _reads(plan, kernel)
+        kernel.reads = _reads(plan, kernel, frontiers)
         read.update(kernel.reads)
     for kernel in plan.kernels:
         private = [v for v in kernel.stores if v not in required and v not in read]
@@ -399,8 +487,9 @@ def _drop_private_stores(plan: FusionPlan, required: set[SSAValue]) -> None:
             kernel.stores.remove(v)
             plan.materialized.discard(v)
     plan.kernels = [k for k in plan.kernels if k.outputs]
+    frontiers.clear()  # fewer values are stored now
     for kernel in plan.kernels:
-        kernel.reads = _reads(plan, kernel)
+        kernel.reads = _reads(plan, kernel, frontiers)
 
 
 def element_reads(plan: FusionPlan, kernel: Kernel) -> dict[SSAValue, bool]:
@@ -419,13 +508,14 @@ def element_reads(plan: FusionPlan, kernel: Kernel) -> dict[SSAValue, bool]:
     return out
 
 
-def _reads(plan: FusionPlan, kernel: Kernel) -> list[SSAValue]:
+def _reads(plan: FusionPlan, kernel: Kernel,
+           frontiers: dict[SSAValue, list[SSAValue]] | None = None) -> list[SSAValue]:
     if kernel.fused:
         starts = [*kernel.stores, *(r.source for r in kernel.reductions)]
-        return plan.leaves(starts, frozenset(kernel.stores))
+        return plan.leaves(starts, frozenset(kernel.stores), frontiers)
     op = kernel.op
     assert op is not None
     if isinstance(op, A.MatmulOp):
         return [v.owner.operand if is_matmul_transpose(v) else v  # type: ignore[union-attr]
                 for v in (op.lhs, op.rhs)]
-    return plan.leaves(list(op.operands))
+    return plan.leaves(list(op.operands), memo=frontiers)

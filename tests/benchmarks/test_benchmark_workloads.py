@@ -17,7 +17,7 @@ import pullback as pb
 from benchmarks import run, training
 from benchmarks.compare import leaves, relative_error
 from benchmarks.engines import jax_available, run_jax, run_pullback
-from benchmarks.workloads import WORKLOADS, gmm, mlp, train
+from benchmarks.workloads import WORKLOADS, gmm, lstm, mlp, train
 
 NAMES = sorted(WORKLOADS)
 
@@ -112,6 +112,48 @@ def test_gmm_gradient_with_wishart_parameters():
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
 
 
+def _lstm_by_loops(main, extra, state, seq):
+    """The LSTM objective written number by number, as its definition reads."""
+    c, b = seq.shape
+    layers = main.shape[0] // 2
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + math.exp(-v))
+
+    h = [[state[2 * j, k] for k in range(b)] for j in range(layers)]
+    s = [[state[2 * j + 1, k] for k in range(b)] for j in range(layers)]
+    total = 0.0
+    for t in range(c - 1):
+        z = [seq[t, k] * extra[0, k] for k in range(b)]
+        for j in range(layers):
+            w, bias = main[2 * j], main[2 * j + 1]
+            for k in range(b):
+                forget = sigmoid(z[k] * w[k] + bias[k])
+                ingate = sigmoid(h[j][k] * w[b + k] + bias[b + k])
+                outgate = sigmoid(z[k] * w[2 * b + k] + bias[2 * b + k])
+                change = math.tanh(h[j][k] * w[3 * b + k] + bias[3 * b + k])
+                s[j][k] = forget * s[j][k] + ingate * change
+                h[j][k] = outgate * math.tanh(s[j][k])
+            z = list(h[j])
+        y = [z[k] * extra[1, k] + extra[2, k] for k in range(b)]
+        normaliser = math.log(2.0 + sum(math.exp(v) for v in y))
+        total += sum(seq[t + 1, k] * (y[k] - normaliser) for k in range(b))
+    return -total / ((c - 1) * b)
+
+
+def test_lstm_objective_matches_definition():
+    problem = lstm.setup(layers=2, bits=7, chars=6)
+    args = (*problem.params, *problem.data)
+    assert lstm.numpy_objective(*args) == pytest.approx(_lstm_by_loops(*args), rel=1e-12)
+
+
+def test_lstm_text_is_binary_code_points():
+    (state, seq) = lstm.setup(layers=2, bits=14, chars=30).data
+    assert seq.shape == (30, 14) and set(np.unique(seq)) <= {0.0, 1.0}
+    code_points = seq @ (2 ** np.arange(14))
+    assert np.all((code_points >= 32) & (code_points < 127)) and state.shape == (4, 14)
+
+
 def test_mlp_objective_is_softmax_cross_entropy():
     problem = mlp.setup(**mlp.WORKLOAD.small)
     params, x, labels = problem.params[0], *problem.data
@@ -139,6 +181,10 @@ def test_full_size_problems_have_the_stated_shapes():
     assert all(a.dtype == np.float32 for a in _arrays((problem.params, problem.data)))
     alpha, means, icf = WORKLOADS["gmm"].setup().params
     assert (alpha.shape, means.shape, icf.shape) == ((25,), (25, 10), (25, 55))
+    main, extra = WORKLOADS["lstm"].setup().params
+    state, seq = WORKLOADS["lstm"].setup().data
+    assert (main.shape, extra.shape, state.shape) == ((4, 56), (3, 14), (4, 14))
+    assert seq.shape[1] == 14
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -187,3 +187,17 @@ def test_mlp_gradient_program() -> None:
             down = numpy_loss(ws)
             flat_p[j] = old
             np.testing.assert_allclose(flat_g[j], (up - down) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+def test_more_buffers_than_a_foreign_call_can_pass() -> None:
+    n = 1100  # ctypes passes at most 1024 arguments; the packed entry takes one
+
+    def make(*xs: SSAValue) -> list[SSAValue]:
+        total = xs[0]
+        for x in xs[1:]:
+            total = A.AddOp(total, x).result
+        return [total]
+
+    xs = list(RNG.normal(size=(n, 2)))
+    (out,) = compile_(make, [TensorType(f64, (2,))] * n).run(xs)
+    np.testing.assert_allclose(out, np.sum(xs, axis=0), rtol=1e-12)

@@ -432,3 +432,21 @@ def test_random_fused_programs_match_numpy(seed: int) -> None:
     outs = compile_function(module, "f").run(program.args)
     for got, want in zip(outs, program.expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_expression_thousands_of_ops_deep() -> None:
+    t = TensorType(f64, (8,))
+    depth = 3000  # one fused expression; emitting it must not recurse per op
+
+    def make(x: SSAValue, y: SSAValue) -> list[SSAValue]:
+        v = x
+        for i in range(depth):
+            v = (A.AddOp if i % 2 else A.MulOp)(v, y).result
+        return [v]
+
+    x, y = np.random.default_rng(5).uniform(0.5, 1.0, size=(2, 8))
+    (out,) = compile_function(build(make, [t, t]), "f").run([x, y])
+    want = x.copy()
+    for i in range(depth):
+        want = want + y if i % 2 else want * y
+    np.testing.assert_allclose(out, want, rtol=1e-12)
