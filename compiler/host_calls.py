@@ -6,11 +6,13 @@ callback ops read that array, so the same compiled code serves every trace of th
 same program, each call reaching the functions of its own trace. A table lives as
 long as its token array (the program that passes it).
 
-Every backend calls `invoke(token, slot, unreached, value)`. Python exceptions do not
-cross native frames, so `invoke` records the first one; the host calls after it are
-skipped, the native code finishes its work, and the executable re-raises the
-recorded exception after the native call returns (`take_error`). Backends that drive
-their schedule from Python (OpenCL) raise at once instead.
+Native code calls host functions through `guarded(invoke, ...)`. Python exceptions do
+not cross native frames, so `guarded` records the exception and returns the status
+`FAILED`; the native code then returns at once (its later steps do not run), and the
+executable re-raises the recorded exception (`raise_pending`). Backends that drive
+their schedule from Python (OpenCL) call `call` and raise at once. Arrays the failed
+call changed get their old bytes back from the runtime's undo journal
+(`pullback.compiler.undo`).
 """
 
 from __future__ import annotations
@@ -44,13 +46,16 @@ class CallbackTable:
 
 _TABLES: dict[int, CallbackTable] = {}
 _TOKENS = itertools.count(1)
+_REGISTER = threading.Lock()
+"""Tables are registered from any thread (every trace, every call with eager updates)."""
 _STATE = threading.local()
 
 
 def register(table: CallbackTable) -> np.ndarray:
     """The token array that names `table` in compiled code; unregistered when it dies."""
-    token = next(_TOKENS)
-    _TABLES[token] = table
+    with _REGISTER:
+        token = next(_TOKENS)
+        _TABLES[token] = table
     array = np.array(token, dtype=np.int64)
     weakref.finalize(array, _TABLES.pop, token, None)
     return array
@@ -88,11 +93,23 @@ def call(token: int, slot: int, unreached: bool, value: np.ndarray) -> np.ndarra
 
 
 def invoke(token: int, slot: int, unreached: bool, value: np.ndarray, dst: np.ndarray) -> None:
-    """`call`, writing the gradient passed on into `dst`; records exceptions (see above)."""
+    """`call`, writing the gradient passed on into `dst`."""
+    out = call(token, slot, unreached, value)
+    dst[...] = value if out is None else out
+
+
+OK, FAILED = 0, 1
+"""The status a host call returns to native code: go on, or return at once."""
+
+
+def guarded(fn: Callable[..., object], *args: object) -> int:
+    """`fn(*args)` from native code: `OK`, or `FAILED` with the exception recorded for
+    `raise_pending` (and nothing run if an earlier host call of this call failed)."""
     if getattr(_STATE, "error", None) is not None:
-        return
+        return FAILED
     try:
-        out = call(token, slot, unreached, value)
-        dst[...] = value if out is None else out
+        fn(*args)
     except BaseException as error:  # noqa: BLE001 - re-raised after the native call
         _STATE.error = error
+        return FAILED
+    return OK

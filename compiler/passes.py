@@ -24,6 +24,7 @@ PASSES: dict[str, str] = {
     "convert-array-to-loops": _OURS + "conversion.array_to_loops:ConvertArrayToLoopsPass",
     "convert-loops-to-llvm": _OURS + "conversion.loops_to_llvm:ConvertLoopsToLLVMPass",
     "expand-math": _OURS + "transforms.expand_math:ExpandMathPass",
+    "host-call-status": _OURS + "transforms.host_call_status:HostCallStatusPass",
     "canonicalize": "xdsl.transforms.canonicalize:CanonicalizePass",
     "cse": "xdsl.transforms.common_subexpression_elimination:CommonSubexpressionElimination",
     "dce": "xdsl.transforms.dead_code_elimination:DeadCodeElimination",

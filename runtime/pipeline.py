@@ -3,6 +3,7 @@
 The compile cache is keyed by the program's structural key (the traced IR's shape,
 not its Python identity) plus mode, options and device, so re-tracing the same code
 through a new lambda finds the compiled code, while closed-over arrays stay inputs.
+It is bounded and thread-safe (`pullback.compile_cache`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
 
+from pullback.compile_cache import CacheStats, CompileCache, limit_from_environment
+from pullback.compiler import undo
 from pullback.compiler.autodiff.functions import bind_zeros, is_float
 from pullback.compiler.context import make_context
 from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp
@@ -45,27 +48,35 @@ class Built:
     batched_args: tuple[int, ...] = ()  # Hessian modes: arguments fed an identity block
 
     def run(self, inputs: list[Any]) -> list[Any]:
-        return self.executable.run(inputs)
+        """The outputs for `inputs`; all or nothing: if the call raises, every written
+        input and every array a Python function changed from a host call (`eager_update`)
+        is as before the call (`pullback.compiler.undo`)."""
+        ex = self.executable
+        if not (ex.host_calls or ex.undo_inputs):
+            return ex.run(inputs)  # nothing can be left half written
+        with undo.all_or_nothing(inputs[i] for i in ex.undo_inputs):
+            return ex.run(inputs)
 
 
-@dataclasses.dataclass
-class CacheStats:
-    hits: int = 0
-    compiles: int = 0
-
-
-_CACHE: dict[Any, Built] = {}
-STATS = CacheStats()
+_CACHE: CompileCache[Built] = CompileCache(limit_from_environment())
 
 
 def clear_caches() -> None:
-    """Forget every compiled program held in memory."""
+    """Forget every compiled program held in memory (its native code is freed once no
+    `pb.compile` object holds it)."""
     _CACHE.clear()
 
 
 def cache_info() -> CacheStats:
-    """How often the compile cache answered, and how often code was compiled."""
-    return dataclasses.replace(STATS)
+    """How often the compile cache answered, compiled and evicted; its size and limit."""
+    return _CACHE.info()
+
+
+def set_cache_limit(entries: int) -> int:
+    """Keep at most `entries` compiled programs in memory (least recently used are
+    dropped first; 0 keeps none); returns the previous limit. The default is
+    `PULLBACK_CACHE_ENTRIES` or 64."""
+    return _CACHE.set_limit(entries)
 
 
 def compiled(program: Program, mode: str, device: str, *, keep_ir: bool = False,
@@ -74,14 +85,10 @@ def compiled(program: Program, mode: str, device: str, *, keep_ir: bool = False,
 
     `wrt` picks the differentiated arguments (default: every differentiable one)."""
     key = (program.key, mode, cotangents, wrt, device)
-    hit = _CACHE.get(key)
-    if hit is not None and (hit.stages or not keep_ir):
-        STATS.hits += 1
-        return hit
-    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
-    STATS.compiles += 1
-    _CACHE[key] = built
-    return built
+    return _CACHE.get(
+        key, lambda: build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents,
+                           wrt=wrt),
+        usable=lambda built: bool(built.stages) or not keep_ir)
 
 
 def _printing() -> bool:

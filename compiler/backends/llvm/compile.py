@@ -11,10 +11,15 @@ from pullback.compiler.backends.kernel_level import debug, lap, lower_to_kernels
 from pullback.compiler.backends.llvm import blas, jit
 from pullback.compiler.backends.llvm.executable import LLVMExecutable
 from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
+from pullback.compiler.backends.llvm.packed_entry import add_packed_entry
 from pullback.compiler.context import make_context
 from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX, matmul_symbol
 from pullback.compiler.conversion.loops_to_llvm import ConvertLoopsToLLVMPass
 from pullback.compiler.transforms.expand_math import ExpandMathPass
+from pullback.compiler.transforms.host_call_status import (
+    HostCallStatusPass,
+    written_before_host_calls,
+)
 
 
 def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> LLVMExecutable:
@@ -33,6 +38,8 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     start = time.perf_counter()
     ctx = make_context()
     ExpandMathPass().apply(ctx, mod)  # vectorizable exp/tanh/log instead of libm calls
+    undo_inputs = written_before_host_calls(mod, lowered.name)
+    HostCallStatusPass().apply(ctx, mod)  # return at the first failed host call
     ConvertLoopsToLLVMPass().apply(ctx, mod)
     lowered.stage("convert-loops-to-llvm", keep_ir)
     timings["lower-to-llvm"], start = lap(start)
@@ -40,6 +47,7 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     ll = jit.translate(mod)
     for element in matmuls:
         blas.define_matmul(ll, element)
+    add_packed_entry(ll, lowered.spec.name)  # one argument, however many buffers
     ref = jit.parse(ll, tm)
     if debug():
         ref.verify()
@@ -50,4 +58,6 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     engine = jit.jit(ref, tm)
     timings["jit"], start = lap(start)
     return LLVMExecutable(lowered.spec, lowered.input_types, lowered.output_types,
-                          lowered.memory, engine, llvm_ir, lowered.stages, timings)
+                          lowered.memory, engine, llvm_ir, lowered.stages, timings,
+                          host_calls=any(s.startswith(HOST_CALL_PREFIX) for s in symbols),
+                          undo_inputs=undo_inputs)

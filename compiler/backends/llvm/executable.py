@@ -11,6 +11,8 @@ from xdsl.dialects.builtin import TensorType
 
 from pullback.compiler import host_calls
 from pullback.compiler.backends.kernel_level import InputSpec
+from pullback.compiler.backends.llvm.arenas import ArenaPool
+from pullback.compiler.backends.llvm.packed_entry import packed_name
 from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryReport
 
 
@@ -18,11 +20,13 @@ class LLVMExecutable:
     """A natively compiled function over arrays.
 
     `run(inputs)` checks the inputs, allocates fresh outputs and makes one native
-    call. Temporaries live in one arena laid out by the static memory plan,
-    allocated once and reused by every call, so an executable must not be run from
-    several threads at once. Host calls (showgrad, hooks) run during the native
-    call; if one raises, the later ones are skipped, the native code finishes, and
-    `run` re-raises the exception.
+    call. Temporaries live in an arena laid out by the static memory plan; each call
+    in flight has one of its own from a small pool (`ArenaPool`), so any number of
+    threads may run an executable at once, in parallel (ctypes releases the GIL for
+    the native call), and one thread calling again and again allocates no arena per
+    call. Host calls (showgrad, hooks) run during the native
+    call; if one raises, the native code returns at once (no later step runs) with a
+    nonzero status, and `run` re-raises the exception.
 
     Attributes:
         input_types, output_types: the tensor types of the function.
@@ -31,12 +35,16 @@ class LLVMExecutable:
         timings: seconds spent per compile stage.
         plan: where each temporary lives in the arena.
         memory: the bytes one call uses (`MemoryReport`).
+        host_calls: whether a call runs Python functions (and so can fail midway).
+        undo_inputs: the written inputs a failing call may leave partly written (those
+            written before the last host call; the code after it cannot fail).
     """
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
                  output_types: Sequence[TensorType], plan: MemoryPlan,
                  engine: binding.ExecutionEngine, llvm_ir: str, stages: dict[str, str],
-                 timings: dict[str, float]):
+                 timings: dict[str, float], host_calls: bool = False,
+                 undo_inputs: tuple[int, ...] = ()):
         self.name = spec.name
         self._spec = spec
         self.input_types = tuple(input_types)
@@ -47,21 +55,28 @@ class LLVMExecutable:
         self._engine = engine
         self.plan = plan
         self.memory = MemoryReport.of(plan, spec.inputs, spec.outputs)
-        self._arena = np.empty(plan.arena_bytes, np.uint8)
-        base = self._arena.ctypes.data
-        self._temp_ptrs = [base + offset for offset in plan.offsets]
-        n_args = len(spec.inputs) + len(spec.outputs) + len(self._temp_ptrs)
-        address = engine.get_function_address(spec.name)
+        self.host_calls = host_calls
+        self.undo_inputs = undo_inputs
+        self._arenas = ArenaPool(plan.arena_bytes, plan.offsets)
+        n_args = len(spec.inputs) + len(spec.outputs) + len(plan.offsets)
+        address = engine.get_function_address(packed_name(spec.name))
         if not address:
-            raise RuntimeError(f"the JIT has no function @{spec.name}")
-        self._fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * n_args)(address)
+            raise RuntimeError(f"the JIT has no function @{packed_name(spec.name)}")
+        self._buffers = ctypes.c_void_p * n_args  # the packed entry's one argument
+        self._fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(address)
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs of the function for C-contiguous `inputs` of the exact dtypes and shapes."""
         self._spec.check(inputs)
         outs = self._spec.new_outputs()
-        host_calls.begin()
-        self._fn(*[a.ctypes.data for a in inputs], *[o.ctypes.data for o in outs],
-                 *self._temp_ptrs)
+        arena = self._arenas.take()  # this call's own scratch memory
+        try:
+            host_calls.begin()
+            status = self._fn(self._buffers(*[a.ctypes.data for a in inputs],
+                                            *[o.ctypes.data for o in outs], *arena.pointers))
+        finally:
+            self._arenas.give(arena)
         host_calls.raise_pending()
+        if status != host_calls.OK:
+            raise RuntimeError(f"@{self.name} stopped with status {status} and no exception")
         return outs

@@ -25,9 +25,14 @@ class OpenCLExecutable:
     queue and copies the outputs back into fresh numpy arrays; on devices that share
     the host's memory (CPU devices) the kernels read the input arrays and write the
     fresh output arrays in place instead (`USE_HOST_PTR` buffers, no copies). Calls from several
-    threads are serialised; each thread gets its own kernel objects. A host call step
+    threads are serialised by a lock held for the whole call (the buffers, the arena and
+    the queue are the executable's); each thread gets its own kernel objects, since
+    setting kernel arguments is not thread-safe. A call made again from one of its own
+    host calls is refused (it would wait for itself). A host call step
     (showgrad, hooks) waits for the queue, reads its buffer back, calls Python and
-    writes the gradient it passes on; an exception there aborts the call at once.
+    writes the gradient it passes on; an exception there (or anywhere in `run`) stops
+    the call at once: nothing more is enqueued, and `run` waits for what was enqueued
+    before it raises.
 
     Attributes:
         input_types, output_types: the tensor types of the function.
@@ -38,6 +43,10 @@ class OpenCLExecutable:
         build_origin: where the program binary came from: "source", "disk" or "memory".
         plan: where each temporary lives in the arena (offsets aligned for the device).
         memory: the bytes one call uses (`MemoryReport`).
+        host_calls: whether a call runs Python functions.
+        undo_inputs: the written inputs a failing call may leave partly written (on
+            devices sharing the host's memory, where kernels write the arrays directly;
+            elsewhere written inputs are copied back only when every step has run).
     """
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
@@ -69,6 +78,8 @@ class OpenCLExecutable:
         self._queue = ocl.CommandQueue(context, device)
         self._context = context
         self._zero_copy = bool(getattr(device, "host_unified_memory", False))
+        self.host_calls = any(isinstance(step, HostCall) for step in self._steps)
+        self.undo_inputs = spec.written if self._zero_copy else ()
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -94,11 +105,24 @@ class OpenCLExecutable:
         self._spec.check(inputs)
         outs = self._spec.new_outputs()
         kernels = self._kernels()
+        if getattr(self._local, "running", False):
+            raise RuntimeError(
+                f"@{self.name} on OpenCL was called again from a host call (a hook or "
+                "update function) of its own call; the calls of one OpenCL function run "
+                "one at a time, so it would wait for itself: call it after that call, or "
+                "use a function compiled for the CPU")
         with self._lock:
-            if self._zero_copy:
-                self._run_in_place(kernels, inputs, outs)
-            else:
-                self._run_with_copies(kernels, inputs, outs)
+            self._local.running = True
+            try:
+                if self._zero_copy:
+                    self._run_in_place(kernels, inputs, outs)
+                else:
+                    self._run_with_copies(kernels, inputs, outs)
+            except BaseException:
+                self._queue.finish()  # no launch may still write once the caller restores
+                raise
+            finally:
+                self._local.running = False
         return outs
 
     def _bind(self, kernels: list[Any], buffers: Sequence[Any]) -> None:
