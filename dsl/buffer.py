@@ -42,6 +42,7 @@ class Buffer:
             raise TypeError(
                 f"pb.Buffer(xs, *shape) takes an array xs for the element type, got "
                 f"{type(xs).__name__}; write np.array(...) for a list")
+        dtypes.refuse_dtype(xs.dtype, "the element-type array xs of pb.Buffer(xs, ...)")
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
         dims = tuple(xs.shape) if not shape else tuple(_dim(d) for d in shape)

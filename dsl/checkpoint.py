@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 
 from pullback.compiler.dialects.ad import CheckpointOp, YieldOp
+from pullback.dsl import integer_shadow
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
@@ -65,6 +66,10 @@ def _checkpoint(trace: Trace, region: Region, y: Tracer) -> Tracer:
     """An `ad.checkpoint` computing `y` from a copy of the recorded `region`."""
     if y.trace is not trace:
         raise ValueError("checkpointed: f returned a traced value from another trace")
+    shadow = trace.shadows.get(y.value)
+    if shadow is not None:  # an integer carrying a derivative: checkpoint its shadow
+        return integer_shadow.shadowed_input(trace, _checkpoint(trace, region,
+                                                                Tracer(trace, shadow)))
     mapping: dict[SSAValue, SSAValue] = {}
     body = Region()
     region.clone_into(body, value_mapper=mapping)

@@ -14,7 +14,7 @@ import numpy as np
 
 from pullback.compiler.dialects import array as ad
 from pullback.dsl import dtypes
-from pullback.dsl.errors import shape_error
+from pullback.dsl.errors import ForeignTracerError, shape_error
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
 
@@ -31,7 +31,7 @@ def trace_of(*values: object) -> Trace | None:
     for v in values:
         if isinstance(v, Tracer):
             if found is not None and v.trace is not found:
-                raise ValueError(
+                raise ForeignTracerError(
                     "values from two different traces were combined; a traced value "
                     "escaped the function it was created in"
                 )
@@ -97,9 +97,7 @@ def result_dtype(values: Sequence[object]) -> np.dtype:
 
 def _dtype(x: object) -> np.dtype:
     if isinstance(x, np.ndarray):
-        trace = current_trace()
-        param = trace is not None and trace.is_param(x)
-        return dtypes.float_of(dtypes.canonical(x.dtype)) if param else x.dtype
+        return dtypes.canonical(x.dtype)
     return x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype
 
 

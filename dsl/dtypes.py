@@ -26,6 +26,11 @@ _TO_IR: dict[np.dtype, Attribute] = {
 }
 
 
+ACCEPTED = ("float64, float32, integer and bool arrays (float16 is converted to float32, "
+            "integers of other widths to int64), and Python numbers")
+"""What every entry point accepts, for error messages."""
+
+
 def canonical(dtype: np.dtype | type) -> np.dtype:
     """The supported dtype an input of `dtype` is traced as (ints widen, floats keep width)."""
     dt = np.dtype(dtype)
@@ -35,12 +40,40 @@ def canonical(dtype: np.dtype | type) -> np.dtype:
         return np.dtype(np.int64)
     if dt.kind == "f" and dt.itemsize <= 4:
         return np.dtype(np.float32)
-    if dt.kind == "f":
+    if dt.kind == "f" and dt.itemsize == 8:
         return np.dtype(np.float64)
-    raise TypeError(
-        f"pullback does not support arrays of dtype {dt}; supported: float64, float32, "
-        "integer (traced as int64) and bool"
-    )
+    raise TypeError(f"pullback does not support arrays of dtype {dt}; it accepts {ACCEPTED}")
+
+
+def refuse_unsupported(value: object, what: str) -> None:
+    """Raise TypeError when `value` (an array or number passed as `what`) cannot be used
+    without losing information: complex numbers, masked arrays (the mask would be
+    ignored), object, string, byte, void and time arrays, and floats wider than 64 bits."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array (np.ma.MaskedArray): pullback would ignore its mask. "
+            f"Pass arr.filled(fill_value) or use pb.where with the mask; pullback accepts "
+            f"{ACCEPTED}")
+    if isinstance(value, complex | np.complexfloating):
+        raise TypeError(f"{what} is the complex number {value!r}; pullback accepts {ACCEPTED}")
+    if isinstance(value, np.ndarray | np.number):  # numpy strings are passed unchanged
+        refuse_dtype(value.dtype, what, "an array" if isinstance(value, np.ndarray)
+                     else "a numpy scalar")
+
+
+def refuse_dtype(dtype: np.dtype, what: str, noun: str = "an array") -> None:
+    """Raise TypeError unless arrays of `dtype` are accepted (see `refuse_unsupported`)."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf" or (dt.kind == "f" and dt.itemsize > 8):
+        raise TypeError(f"{what} is {noun} of dtype {dt}; pullback accepts {ACCEPTED}")
+
+
+def as_int64(arr: np.ndarray, what: str) -> np.ndarray:
+    """An integer array `arr` as int64, refusing uint64 values int64 cannot hold."""
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise TypeError(f"{what} is a uint64 array with values above the int64 range "
+                        "(pullback traces integer arrays as int64)")
+    return np.asarray(arr, dtype=np.int64, order="C")
 
 
 def to_ir(dtype: np.dtype) -> Attribute:

@@ -33,7 +33,7 @@ from pullback.compiler.context import make_context
 from pullback.compiler.dialects.ad import StopGradientOp
 from pullback.compiler.dialects.array import AddOp
 from pullback.compiler.passes import get_pass
-from pullback.dsl import core, dtypes
+from pullback.dsl import core, dtypes, integer_shadow
 from pullback.dsl import ops as dsl_ops
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace, current_trace
@@ -66,9 +66,10 @@ def forwarddiff(f: Callable[[Any], Any], x: Any,
 
     Args:
       f: a function of one array or number, returning one array or number.
-      x: the region's input: an array (traced or numpy) or a number. Integers are
-        promoted to float64. To differentiate with respect to several values, combine
-        them into one array (`pb.stack`, `pb.concatenate`).
+      x: the region's input: an array (traced or numpy) or a number. An integer array
+        stays an integer array inside `f`, with a float64 derivative as for a top-level
+        argument; Python integers are promoted to float64. To differentiate with respect
+        to several values, combine them into one array (`pb.stack`, `pb.concatenate`).
       chunk_threshold: at most this many tangent directions per forward pass; the
         Jacobian is assembled from `ceil(x.size / chunk_threshold)` passes.
 
@@ -87,7 +88,9 @@ def forwarddiff(f: Callable[[Any], Any], x: Any,
         return f(x)
     xt = _region_input(trace, x)
     with trace.region() as block:
-        y = f(trace.region_input(block, xt.shape, xt.dtype))
+        inner = trace.region_input(block, xt.shape, xt.dtype)
+        integer = isinstance(x, Tracer | np.ndarray) and x.dtype.kind in "iu"
+        y = f(integer_shadow.shadowed_input(trace, inner) if integer else inner)
     if not isinstance(y, Tracer):
         if isinstance(y, list | tuple | dict):
             raise TypeError(_one_output(y))
@@ -95,9 +98,10 @@ def forwarddiff(f: Callable[[Any], Any], x: Any,
     if y.trace is not trace:
         raise ValueError("forwarddiff: f returned a traced value from another trace")
     _check_region(block)
-    block.add_op(func.ReturnOp(y.value))
+    returned = integer_shadow.result(trace, y.value)
+    block.add_op(func.ReturnOp(returned))
     captured = capture(block)
-    fn = func.FuncOp("forwarddiff_region", ([a.type for a in block.args], [y.value.type]),
+    fn = func.FuncOp("forwarddiff_region", ([a.type for a in block.args], [returned.type]),
                      Region(block))
     module = ModuleOp([fn])
     start = trace.emit(StopGradientOp(xt.value))

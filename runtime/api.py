@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pullback import devices, pipeline, traced_gradient
+from pullback.dsl import dtypes
 from pullback.dsl.trace import current_trace
 from pullback.params import Grads, Params
 from pullback.program import Program, ResultIndex, trace_call
@@ -85,9 +86,10 @@ def gradient(f: Callable[..., Any], *args: Any,
     Args:
       f: a function of arrays, numbers and pytrees of them, returning a real scalar (or
         a tuple/dict/NamedTuple/dataclass whose first entry is one; the rest is auxiliary).
-      *args: the point. Integer inputs are promoted to float64. Or, in implicit mode, one
-        `pb.Params` and a zero-argument `f`: the derivatives are with respect to the
-        parameters `f` reads.
+      *args: the point. Python ints are promoted to float64; integer arrays keep their
+        dtype (derivatives float64, None where only used as indices). Or, in implicit
+        mode, one `pb.Params` and a zero-argument `f`: the derivatives are with respect
+        to the parameters `f` reads.
       device: "cpu" (default; see `pb.device`).
 
     Returns:
@@ -159,6 +161,7 @@ def _cotangents(program: Program, dy: Any, types: list, float_results: tuple[int
     for r in float_results:
         shape, dtype = types[r]
         d = by_result.get(r)
+        dtypes.refuse_unsupported(d, "a cotangent passed to back(dy)")
         arr = np.zeros(shape, dtype) if d is None else np.asarray(d, dtype=dtype)
         if arr.shape != shape:
             raise ValueError(

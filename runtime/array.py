@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pullback.dsl import Tracer, numpy_dispatch
+from pullback.dsl import Tracer, dtypes, numpy_dispatch
 from pullback.dsl.trace import Trace, current_trace
 
 # Methods that, on a parameter being traced, are the traced array's method.
@@ -119,4 +119,7 @@ def array(x: Any, dtype: Any = None) -> Array:
       >>> gs[w]
       array([2., 4.])
     """
-    return np.array(x, dtype=dtype).view(Array)
+    dtypes.refuse_unsupported(x, "the input of pb.array")
+    out = np.array(x, dtype=dtype)
+    dtypes.refuse_dtype(out.dtype, "pb.array's result")
+    return out.view(Array)

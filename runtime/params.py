@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pullback.array import Array
+from pullback.dsl import dtypes
 
 
 class IdDict(MutableMapping):
@@ -72,6 +73,7 @@ class Params:
                 f"Params holds pb.Array parameters, got {type(array).__name__}. Create "
                 "parameters with pb.array(x) (a numpy array subclass whose reads can be "
                 "traced), e.g. w = pb.array(np.zeros(3))")
+        dtypes.refuse_dtype(array.dtype, "a parameter")
         if array.dtype.kind not in "iuf":
             raise TypeError(
                 f"a parameter must hold numbers (float or integer), got dtype {array.dtype}")

@@ -1,14 +1,19 @@
 """Tracing a user function with concrete arguments into a `Program`.
 
-Arguments are flattened into leaves. Arrays and Python numbers become traced inputs
-(integers promoted to float64, since derivatives are floating point); boolean
-arrays are traced as masks; every other leaf (strings, None, bools, objects) is
-passed to the function unchanged. The function's output is flattened the same way.
+Arguments are flattened into leaves. Arrays and Python numbers become traced inputs:
+Python numbers as float64, arrays with their own dtype (float64, float32, int64 or
+bool). Where the function is differentiated, an integer array arrives as float64 and
+is traced as int64 with that float64 input as its shadow (`dsl.integer_shadow`), so it
+indexes and counts as numpy's integers do and carries a float64 derivative; in value
+mode it is passed as int64. Boolean arrays are traced as masks; every other leaf
+(strings, None, bools, objects) is passed to the function unchanged. Complex, masked,
+object and string arrays are refused. The function's output is flattened the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,48 +21,62 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from pullback.compiler.dialects.array import AssignOp
-from pullback.dsl import dtypes
-from pullback.dsl.eager_update import EagerParam, bind, eager_params
+from pullback.dsl import dtypes, integer_shadow
+from pullback.dsl.eager_update import EagerUpdates, eager_updates
+from pullback.dsl.errors import ForeignTracerError
 from pullback.dsl.trace import Trace, tracing
 from pullback.dsl.tracer import Tracer
 from pullback.params import Params
 from pullback.pytree import Tree, flatten
 
 # What each input leaf is.
-DIFF = "diff"      # a float (or promoted int) array or number: differentiable
+DIFF = "diff"      # a float or integer array, or a number: differentiable
 MASK = "mask"      # a bool array: traced, never differentiated
 STATIC = "static"  # anything else: passed through unchanged
 
 
-def classify(leaf: Any) -> str:
+def classify(leaf: Any, what: str = "an argument") -> str:
+    """What an argument leaf is to a trace (refusing dtypes that would lose information)."""
     if isinstance(leaf, bool | np.bool_) or leaf is None:
         return STATIC
+    dtypes.refuse_unsupported(leaf, what)
     if isinstance(leaf, int | float | np.integer | np.floating):
         return DIFF
     if isinstance(leaf, np.ndarray):
-        if leaf.dtype == np.bool_:
-            return MASK
-        if leaf.dtype.kind in "iuf":
-            return DIFF
-        raise TypeError(
-            f"unsupported array dtype {leaf.dtype}: pullback differentiates float64, "
-            "float32 and integer arrays (integers are promoted to float64)")
-    if isinstance(leaf, complex | np.complexfloating):
-        raise TypeError("complex numbers are not supported by pullback")
+        return MASK if leaf.dtype == np.bool_ else DIFF
     return STATIC
 
 
-def input_array(leaf: Any, kind: str) -> np.ndarray:
-    """The array a traced input leaf is passed as (C-contiguous, supported dtype)."""
-    arr = np.asarray(leaf)
-    if kind == MASK:
-        return np.asarray(arr, order="C")
-    dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
-    return np.asarray(arr, dtype=dtypes.canonical(dt), order="C")
+def input_array(leaf: Any, kind: str, what: str = "an argument") -> np.ndarray:
+    """The array a traced input leaf stands for: C-contiguous, of a supported dtype.
+
+    Python (and numpy scalar) numbers are float64; arrays keep their dtype (integers as
+    int64, float16 as float32)."""
+    dtypes.refuse_unsupported(leaf, what)
+    if not isinstance(leaf, np.ndarray):
+        return np.asarray(leaf, dtype=np.float64)
+    if kind == MASK or leaf.dtype.kind == "b":
+        return np.asarray(leaf, order="C")
+    if leaf.dtype.kind in "iu":
+        return dtypes.as_int64(leaf, what)
+    return np.asarray(leaf, dtype=dtypes.canonical(leaf.dtype), order="C")
+
+
+def float_carrier(arr: np.ndarray, what: str = "an argument") -> np.ndarray:
+    """An int64 array as the float64 input that carries it (and its derivative) into a
+    differentiated program; refuses values float64 does not hold exactly."""
+    limit = integer_shadow.MAX_EXACT
+    if arr.size and (int(arr.max()) > limit or int(arr.min()) < -limit):
+        raise ValueError(
+            f"{what} is an integer array with values beyond 2**53 in magnitude; its "
+            "derivative is carried in float64, which does not hold them exactly. Pass "
+            "it to a function compiled with mode=\"value\", or close over it")
+    return arr.astype(np.float64)
 
 
 def hidden_array(value: np.ndarray) -> np.ndarray:
     """A closed-over array as passed to native code (its dtype kept, ints as int64)."""
+    dtypes.refuse_unsupported(value, "a closed-over array")
     return np.asarray(value, dtype=dtypes.canonical(value.dtype), order="C")
 
 
@@ -80,8 +99,9 @@ class Program:
     key: tuple[Any, ...]
     hidden_diff: list[bool] = dataclasses.field(default_factory=list)
     """Per hidden array: whether it is an implicit parameter (a differentiable input)."""
-    eager: list[EagerParam] = dataclasses.field(default_factory=list)
-    """The arrays `eager_update` changes in place; bound to the caller's by `arguments`."""
+    eager: EagerUpdates | None = None
+    """The arrays Python `eager_update` functions change in place; each run of
+    `arguments` gets a token naming the caller's arrays (`EagerUpdates.for_call`)."""
 
     @property
     def writes_inputs(self) -> bool:
@@ -129,13 +149,30 @@ class Program:
         converted copy is made read-only, so that compiled code that writes an input in
         place refuses it instead of writing into the copy."""
         traced = self.traced_leaves
-        ins = [_own(leaves[i], input_array(leaves[i], self.in_kinds[i])) for i in traced]
-        if self.eager:
-            bind(self.eager, [leaves[traced[p.arg]] if p.arg < len(traced)
-                              else self.hidden[p.arg - len(traced)] for p in self.eager])
-        return ins + [_own(arr, input_array(arr, DIFF) if self._is_param(h)
-                           else hidden_array(arr))
-                      for h, arr in enumerate(self.hidden)]
+        wanted = self.input_dtypes
+        ins = [_own(leaves[i], _passed(input_array(leaves[i], self.in_kinds[i]), wanted[k]))
+               for k, i in enumerate(traced)]
+        hidden = self.hidden
+        if self.eager is not None:
+            hidden = self.eager.for_call(hidden, [
+                leaves[traced[p.arg]] if p.arg < len(traced) else self.hidden[p.arg - len(traced)]
+                for p in self.eager.params])
+        first = len(traced)
+        return ins + [_own(arr, _passed(input_array(arr, DIFF, "a parameter"), wanted[first + h])
+                           if self._is_param(h) else hidden_array(arr))
+                      for h, arr in enumerate(hidden)]
+
+    @functools.cached_property
+    def input_dtypes(self) -> list[np.dtype]:
+        """The dtype native code takes for each function argument."""
+        fn = next(iter(self.module.ops))
+        return [dtypes.from_ir(t.element_type) for t in fn.function_type.inputs.data]
+
+
+def _passed(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`arr` as the program takes it: an integer array of a differentiated program as its
+    float64 carrier, anything else unchanged."""
+    return float_carrier(arr) if arr.dtype.kind == "i" and dtype.kind == "f" else arr
 
 
 def _own(leaf: Any, arr: np.ndarray) -> np.ndarray:
@@ -147,11 +184,13 @@ def _own(leaf: Any, arr: np.ndarray) -> np.ndarray:
 
 
 def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
-                  params: Sequence[np.ndarray] = ()) -> Program:
+                  params: Sequence[np.ndarray] = (), differentiate: bool = True) -> Program:
     """Trace `fn(*args)`; the program returns every traced output leaf.
 
     `params` are implicit parameters: each one `fn` reads becomes a differentiable
     input among the closed-over arrays, in first-read order (see `Program.param_args`).
+    With `differentiate`, integer array arguments arrive as float64 carriers and are
+    traced as int64 values with float64 shadows (see the module docstring).
     """
     leaves, in_tree = flatten(tuple(args))
     kinds = [classify(leaf) for leaf in leaves]
@@ -160,8 +199,12 @@ def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
     for leaf, kind in zip(leaves, kinds):
         if kind == STATIC:
             traced_args.append(leaf)
+            continue
+        arr = input_array(leaf, kind)
+        if differentiate and arr.dtype.kind == "i":
+            carrier = trace.new_input(arr.shape, np.dtype(np.float64))
+            traced_args.append(integer_shadow.shadowed_input(trace, carrier))
         else:
-            arr = input_array(leaf, kind)
             traced_args.append(trace.new_input(arr.shape, arr.dtype))
     with tracing(trace):
         out = fn(*in_tree.unflatten(traced_args))
@@ -171,15 +214,18 @@ def trace_program(fn: Callable[..., Any], args: Sequence[Any], name: str = "f",
     for v in out_values:
         if isinstance(v, Tracer):
             if v.trace is not trace:
-                raise ValueError("the function returned a traced value from another trace")
+                raise ForeignTracerError(
+                    "the function returned a traced value from another trace (a value "
+                    "traced by an enclosing function, or kept from an earlier trace); return "
+                    "values computed from this function's own arguments")
             out_leaves.append(ResultIndex(len(results)))
-            results.append(v.value)
+            results.append(integer_shadow.result(trace, v.value))
         else:
             out_leaves.append(v)
     module = trace.finish(results, name)
     return Program(module, name, in_tree, kinds, out_tree, out_leaves, list(trace.hidden),
                    trace.structural_key() + (tuple(kinds),), list(trace.hidden_diff),
-                   eager_params(trace))
+                   eager_updates(trace))
 
 
 def implicit_params(args: Sequence[Any], fname: str) -> Params | None:

@@ -59,7 +59,7 @@ def test_implicit_jacobian_mode():
 def test_hessian_modes(mode):
     f = lambda xy: pb.arctan2(xy[0], xy[1])  # noqa: E731
     c = pb.compile(f, np.array([1.0, 2.0]), mode=mode)
-    np.testing.assert_allclose(c(np.array([1, 2])), [[-0.16, -0.12], [-0.12, 0.16]], rtol=1e-14)
+    np.testing.assert_allclose(c(np.array([1.0, 2.0])), [[-0.16, -0.12], [-0.12, 0.16]], rtol=1e-14)
     x = np.array([0.5, -3.0])
     np.testing.assert_allclose(c(x), getattr(pb, mode)(f, x), rtol=1e-14)
     s = pb.compile(pb.sin, 1.0, mode=mode)
