@@ -57,6 +57,7 @@ from pullback.dsl.ops import (
     sign,
     sin,
     sinh,
+    softmax,
     sqrt,
     square,
     squeeze,
@@ -80,6 +81,6 @@ __all__ = [
     "less_equal", "log",
     "log1p", "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max",
     "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "power",
-    "prod", "ravel", "reshape", "sign", "sin", "sinh", "sqrt", "square", "squeeze",
+    "prod", "ravel", "reshape", "sign", "sin", "sinh", "softmax", "sqrt", "square", "squeeze",
     "stack", "subtract", "sum", "tan", "tanh", "transpose", "where",
 ]

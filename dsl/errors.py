@@ -43,6 +43,11 @@ class ShapeError(ValueError):
     """Operand shapes do not fit the operation."""
 
 
+class ForeignTracerError(ValueError):
+    """A traced value used in a trace it does not belong to: it escaped the function it
+    was traced in, or belongs to an enclosing trace."""
+
+
 def bool_conversion_error() -> TracerBoolConversionError:
     return TracerBoolConversionError(
         f"data-dependent control flow on a traced array at {user_location()}\n"

@@ -223,18 +223,59 @@ def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> ArrayLike:
 
 
 def logsumexp(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> ArrayLike:
-    """`log(sum(exp(x), axis))`, computed stably by shifting with the maximum."""
-    traced = is_traced(x)
-    if not traced:
-        x = np.asarray(x, dtype=np.result_type(x, np.float32))
-    m = max(x, axis=axis, keepdims=True)
-    if not traced:
-        m = np.where(np.isfinite(m), m, 0)
-    out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
+    """`log(sum(exp(x), axis))`, computed stably by shifting with the maximum, as scipy's
+    `scipy.special.logsumexp`.
+
+    Infinite entries give the limits: a slice that is all `-inf` gives `-inf`, one that
+    holds a `+inf` gives `+inf`. The gradient is `softmax(x, axis)` where the result is
+    finite (`-inf` entries get 0) and 0 where the result is infinite: there no finite
+    change of the inputs changes the result.
+    """
+    x = _floating(x)
+    m, shifted = _shifted_by_max(x, axis)
+    total = sum(exp(shifted), axis=axis, keepdims=True)
+    out = log(where(less(abs(m), np.inf), total, 1.0)) + m
     if keepdims:
         return out
-    shape = shape_after_reduce(np.shape(x) if not traced else x.shape, axis)
-    return reshape(out, shape)
+    return reshape(out, shape_after_reduce(core.shape_of(x), axis))
+
+
+def softmax(x: ArrayLike, axis: Any = None) -> ArrayLike:
+    """`exp(x) / sum(exp(x), axis)` over `axis` (None: all axes), computed stably, as
+    scipy's `scipy.special.softmax`.
+
+    Infinite entries give the limits: `-inf` entries get weight 0; in a slice holding
+    `+inf` entries those share the weight equally (`softmax([inf, 0])` is `[1, 0]`); a
+    slice that is all `-inf` (a fully masked row) gets weight 0 everywhere. The
+    derivative is 0 in slices holding `+inf` or all `-inf`.
+    """
+    x = _floating(x)
+    m, shifted = _shifted_by_max(x, axis)
+    weights = where(equal(m, np.inf), equal(x, np.inf), exp(shifted))
+    total = sum(weights, axis=axis, keepdims=True)
+    return weights / where(greater(total, 0.0), total, 1.0)
+
+
+def _floating(x: ArrayLike) -> ArrayLike:
+    if is_traced(x):
+        t = lift(trace_of(x), x)
+        return core.astype(t, dtypes.float_of(t.dtype))
+    return np.asarray(x, dtype=np.result_type(x, np.float32))
+
+
+def _shifted_by_max(x: ArrayLike, axis: Any) -> tuple[ArrayLike, ArrayLike]:
+    """(m, s): the maximum `m` over `axis` (kept dims, no derivative) and `s = x - m`,
+    except that in slices whose maximum is infinite `s` is `-inf`, so `exp(s)` and
+    every derivative through it are finite (never `inf - inf` or `0 * inf`).
+
+    Treating `m` as a constant is exact for every derivative order: the identities
+    `logsumexp(x) = log(sum(exp(x - c))) + c` and `softmax(x) = softmax(x - c)` hold
+    for any constant `c`. NaN entries propagate.
+    """
+    m = ignore_derivatives(max(x, axis=axis, keepdims=True))
+    finite = less(abs(m), np.inf)
+    shifted = where(not_equal(abs(m), np.inf), x - where(finite, m, 0.0), -np.inf)
+    return m, shifted
 
 
 def shape_after_reduce(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:

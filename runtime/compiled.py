@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 
-from pullback import api, devices, jacobians, pipeline
+from pullback import api, devices, jacobians, pipeline, signatures
 from pullback.compiler.backends.kernel_level import numpy_dtype
 from pullback.compiler.transforms.memory_plan import MemoryReport
 from pullback.params import Params
-from pullback.program import STATIC, Program, input_array, trace_program
+from pullback.program import Program, trace_program
 from pullback.pytree import flatten
 from pullback.results import gradients, output_value
 
@@ -44,13 +44,17 @@ class Compiled:
             return
         self._plan: Any = None
         t0 = time.perf_counter()
-        self.program: Program = trace_program(f, args)
-        trace_time = time.perf_counter() - t0
+        # Integer array arguments are int64 in value mode and float64-carried where
+        # differentiated; without a mode, whether f writes its inputs decides.
+        differentiate = mode != "value" and not (mode is None and _has_integer_arrays(args))
+        self.program: Program = trace_program(f, args, differentiate=differentiate)
         if mode is None:
             mode = "value" if self.program.writes_inputs else "gradient"
+            if mode == "gradient" and not differentiate:
+                self.program = trace_program(f, args)
+        trace_time = time.perf_counter() - t0
         self.mode = mode
-        leaves, _ = flatten(tuple(args))
-        self._remember_signature(leaves)
+        self._remember_signature(args, signatures.ArgumentNames.of(f))
         self._cts: tuple[int, ...] = ()
         if mode in ("gradient", "withgradient"):
             primary = api._primary_result(self.program, mode)
@@ -87,25 +91,29 @@ class Compiled:
             self._plan = jacobians.SecondDerivativeCall(f, args, self.device, core, self.mode,
                                                         keep_ir=True)
         self.program = self._plan.traced.program
-        self._remember_signature(self._free_leaves(args))
+        free = ([] if getattr(self._plan, "params", None) is not None
+                else self._plan.traced.free_positions())
+        self._remember_signature(self._free_args(args),
+                                 signatures.ArgumentNames.of(f).picked(free))
         self.timings = {"compile": time.perf_counter() - t0}
         built = self._plan.built
         self.timings.update(built.timings if built is not None else {})
         self._built = built
 
-    def _remember_signature(self, leaves: list[Any]) -> None:
-        self._signature = _signature(self.program, leaves)
-        self._static = [leaf if k == STATIC else None
-                        for leaf, k in zip(leaves, self.program.in_kinds)]
+    def _remember_signature(self, args: tuple[Any, ...],
+                            names: signatures.ArgumentNames) -> None:
+        leaves, _ = flatten(tuple(args))
+        self._expected = signatures.Expected.of(self.program.in_tree, names,
+                                                self.program.in_kinds, leaves)
 
-    def _free_leaves(self, args: tuple[Any, ...]) -> list[Any]:
+    def _free_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         params = getattr(self._plan, "params", None)
         if params is None:
-            return self._plan.traced.free_leaves(args)
+            return self._plan.traced.free_args(args)
         if len(args) != 1 or not isinstance(args[0], Params) or args[0] is not params:
             raise TypeError("this compiled function was made for one pb.Params; call it "
                             "with that same Params object")
-        return []
+        return ()
 
     @property
     def _compiled(self) -> pipeline.Built:
@@ -162,21 +170,9 @@ class Compiled:
             raise KeyError(f"no stage '{stage}'; stages: {', '.join(stages)}")
         return stages[stage]
 
-    def _check(self, leaves: list[Any], same_tree: bool) -> None:
-        if not same_tree or _signature(self.program, leaves) != self._signature:
-            raise TypeError(
-                "this compiled function was made for arguments with signature "
-                f"{self._signature}, got {_signature(self.program, leaves)}; call "
-                "pb.compile again for new shapes, dtypes or structure")
-        for leaf, static in zip(leaves, self._static):
-            if static is not None and leaf is not static and leaf != static:
-                raise TypeError(
-                    f"a non-array argument changed from {static!r} to {leaf!r}; "
-                    "call pb.compile again")
-
     def _inputs(self, args: tuple[Any, ...]) -> tuple[list[Any], list[np.ndarray]]:
         leaves, tree = flatten(tuple(args))
-        self._check(leaves, tree == self.program.in_tree)
+        signatures.check(self._expected, args, leaves, tree)
         return leaves, self.program.arguments(leaves)
 
     def __call__(self, *args: Any) -> Any:
@@ -210,8 +206,9 @@ class Compiled:
         return api.WithGradient(output_value(self.program, outs[:n]), grads)
 
     def _call_batched(self, args: tuple[Any, ...]) -> Any:
-        leaves = self._free_leaves(args)
-        self._check(leaves, len(leaves) == len(self.program.in_kinds))
+        free = self._free_args(args)
+        leaves, tree = flatten(free)
+        signatures.check(self._expected, free, leaves, tree)
         if self.mode == "jacobian":
             return self._plan(args).grad
         if self.mode == "withjacobian":
@@ -221,19 +218,13 @@ class Compiled:
         return jacobians.hessian_of_rows(args[0], self._plan(args))
 
 
+def _has_integer_arrays(args: tuple[Any, ...]) -> bool:
+    return any(isinstance(leaf, np.ndarray) and leaf.dtype.kind in "iu"
+               for leaf in flatten(tuple(args))[0])
+
+
 def _tensor_bytes(t: TensorType) -> int:
     return int(np.prod(t.get_shape(), dtype=np.int64)) * numpy_dtype(t.element_type).itemsize
-
-
-def _signature(program: Program, leaves: list[Any]) -> tuple[Any, ...]:
-    sig = []
-    for leaf, kind in zip(leaves, program.in_kinds):
-        if kind == STATIC:
-            sig.append(kind)
-        else:
-            arr = input_array(leaf, kind)
-            sig.append((kind, arr.shape, str(arr.dtype)))
-    return tuple(sig)
 
 
 def compile(f: Callable[..., Any], *example_args: Any, mode: str | None = None,  # noqa: A001

@@ -19,6 +19,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pullback import devices, pipeline
+from pullback.dsl import dtypes
+from pullback.dsl.errors import ForeignTracerError
+from pullback.dsl.trace import current_trace
+from pullback.dsl.tracer import Tracer
 from pullback.params import Grads, IdDict, Params
 from pullback.program import (
     DIFF,
@@ -30,6 +34,7 @@ from pullback.program import (
 )
 from pullback.pytree import flatten
 from pullback.results import output_value, value_leaf
+from pullback.traced_gradient import not_in_trace
 
 
 class WithJacobian(NamedTuple):
@@ -60,19 +65,25 @@ class _Traced:
     fixed: list[Any] = dataclasses.field(default_factory=list)
     """Per user argument: the value it was fixed to, or None if it is traced."""
 
-    def free_leaves(self, args: tuple[Any, ...]) -> list[Any]:
-        """The leaves of the traced arguments among new `args` (for compiled calls)."""
+    def free_positions(self) -> list[int]:
+        """The user arguments that are traced (not fixed)."""
+        return [i for i, fx in enumerate(self.fixed) if fx is None]
+
+    def free_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The traced arguments among new `args` (for compiled calls)."""
         if len(args) != len(self.position):
             raise TypeError(f"this compiled function takes {len(self.position)} arguments, "
                             f"got {len(args)}")
-        free = []
-        for a, fx in zip(args, self.fixed, strict=True):
-            if fx is None:
-                free.append(a)
-            elif a != fx:
-                raise TypeError(f"the integer argument {fx!r} is fixed in this compiled "
-                                f"function, got {a!r}; call pb.compile again")
-        return flatten(tuple(free))[0]
+        for i, (a, fx) in enumerate(zip(args, self.fixed, strict=True)):
+            if fx is not None and a != fx:
+                raise TypeError(f"argument {i} is the integer {fx!r} in this compiled "
+                                f"function (an integer the function needs as a Python value "
+                                f"is fixed when compiling), got {a!r}; call pb.compile again")
+        return tuple(args[i] for i in self.free_positions())
+
+    def free_leaves(self, args: tuple[Any, ...]) -> list[Any]:
+        """The leaves of the traced arguments among new `args`."""
+        return flatten(self.free_args(args))[0]
 
 
 def _traced_call(f: Callable[..., Any], args: tuple[Any, ...], fname: str) -> _Traced:
@@ -80,9 +91,16 @@ def _traced_call(f: Callable[..., Any], args: tuple[Any, ...], fname: str) -> _T
     a length) make tracing fail; then they are fixed and get zero derivatives."""
     if not callable(f):
         raise TypeError(f"{fname} needs a callable as its first argument, got {type(f).__name__}")
+    nested = current_trace() is not None
+    if nested and any(isinstance(leaf, Tracer) for leaf in flatten(args)[0]):
+        raise not_in_trace(fname)
     fixed = [isinstance(a, int | np.integer) and not isinstance(a, bool) for a in args]
     try:
         return _trace(f, args, [False] * len(args))
+    except ForeignTracerError as error:
+        if nested:  # `f` uses values of the enclosing trace
+            raise not_in_trace(fname) from error
+        raise
     except TypeError as error:
         if not any(fixed):
             raise
@@ -133,8 +151,8 @@ def _single_output(program: Program, fname: str) -> Any:
 
 
 def _arg_dtype(x: Any) -> np.dtype:
-    arr = np.asarray(x)
-    return arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    """The dtype of `x`'s derivative: float64 for integers, its own float type otherwise."""
+    return dtypes.float_of(input_array(x, DIFF).dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -166,9 +184,10 @@ class JacobianCall:
         self.out = _single_output(program, fname)
         self.built: pipeline.Built | None = None
         self._seeds: list[np.ndarray] = []
-        if isinstance(self.out, ResultIndex) and wrt:
+        # An empty output has an empty Jacobian (0 rows): only its value is computed.
+        if isinstance(self.out, ResultIndex) and wrt and _result_size(program, self.out):
             shape, dtype = program.result_types()[self.out]
-            m = int(np.prod(shape, dtype=np.int64))
+            m = _result_size(program, self.out)
             self._seeds = [np.eye(m, dtype=dtype).reshape((m, *shape))]
             self.built = pipeline.compiled(program, "jacobian", device, keep_ir=keep_ir,
                                            cotangents=(self.out,), wrt=wrt)
@@ -212,6 +231,10 @@ class JacobianCall:
         return Grads(self.params, out)
 
 
+def _result_size(program: Program, out: ResultIndex) -> int:
+    return int(np.prod(program.result_types()[out][0], dtype=np.int64))
+
+
 def _matrix(g: np.ndarray | None, rows: int, a: Any) -> np.ndarray:
     """One argument's Jacobian block: (rows, a.size), a vector for a number; zeros where
     there is no derivative."""
@@ -232,8 +255,9 @@ def jacobian(f: Callable[..., Any], *args: Any,
 
     Args:
       f: a function returning one real array or number `y`.
-      *args: the point. Integer inputs are promoted to float64. Or, in implicit mode, one
-        `pb.Params` and a zero-argument `f`.
+      *args: the point. Python ints are promoted to float64; integer arrays keep their
+        dtype (derivatives float64, None where only used as indices). Or, in implicit
+        mode, one `pb.Params` and a zero-argument `f`.
       device: "cpu" (default; see `pb.device`).
 
     Returns:
@@ -297,18 +321,19 @@ class SecondDerivativeCall:
         wrt = tuple(p for p in self.traced.position if p is not None)
         self.built: pipeline.Built | None = None
         self._seeds: list[np.ndarray] = []
-        if out is not None and wrt:
+        # No directions (only empty arrays) give empty second derivatives: nothing to run.
+        if out is not None and wrt and sum(self.sizes):
             self.built = pipeline.compiled(program, mode, device, keep_ir=keep_ir, wrt=wrt)
             self._seeds = [self._seed(args, self.traced.position.index(p))
                            for p in self.built.batched_args]
 
     def _seed(self, args: tuple[Any, ...], i: int) -> np.ndarray:
         """Argument i's block of the identity over all N directions, shaped for the batch."""
-        arr = input_array(args[i], DIFF)
+        shape, dtype = np.shape(args[i]), _arg_dtype(args[i])
         total, n = sum(self.sizes), self.sizes[i]
-        seed = np.zeros((total, n), dtype=arr.dtype)
-        seed[self.offsets[i]:self.offsets[i] + n] = np.eye(n, dtype=arr.dtype)
-        return seed.reshape((total, *arr.shape))
+        seed = np.zeros((total, n), dtype=dtype)
+        seed[self.offsets[i]:self.offsets[i] + n] = np.eye(n, dtype=dtype)
+        return seed.reshape((total, *shape))
 
     def __call__(self, args: tuple[Any, ...]) -> list[np.ndarray | None]:
         total = sum(self.sizes)
@@ -350,6 +375,9 @@ def diagonal_of_rows(args: tuple[Any, ...], rows: list[np.ndarray | None],
 
 
 def check_hessian_argument(x: Any, fname: str) -> None:
+    if isinstance(x, Tracer):
+        raise not_in_trace(fname)
+    dtypes.refuse_unsupported(x, f"the argument x of {fname}")
     if not _is_numeric(x):
         raise TypeError(f"{fname} needs x to be a number or a numeric array, got "
                         f"{type(x).__name__}; use pb.diaghessian for several arguments")
@@ -366,7 +394,7 @@ def hessian(f: Callable[..., Any], x: Any, *, device: str | None = None) -> Any:
 
     Args:
       f: a function of one argument returning a real scalar.
-      x: a number or an array (integers are promoted to float64).
+      x: a number or an array (an integer array keeps its dtype; derivatives are float64).
       device: "cpu" (default; see `pb.device`).
 
     Returns:

@@ -107,3 +107,40 @@ def first_entry(x: Any) -> tuple[Any, bool]:
     if not items:
         raise ValueError(f"the function returned an empty {kind}; nothing to differentiate")
     return items[0], True
+
+
+def child_keys(tree: Tree) -> list[str]:
+    """How each child of a container is written after its parent: `[0]`, `['w']`, `.b`."""
+    if tree.kind in ("tuple", "list"):
+        return [f"[{i}]" for i in range(len(tree.children))]
+    if tree.kind == "dict":
+        return [f"[{k!r}]" for k in tree.meta]
+    if tree.kind == "namedtuple":
+        return [f".{name}" for name in tree.meta._fields]
+    if tree.kind == "dataclass":
+        return [f".{name}" for name in tree.meta[1]]
+    return []
+
+
+def leaf_paths(tree: Tree, root: str) -> list[str]:
+    """The path of each leaf of `tree`, in leaf order, as Python writes it from `root`:
+    `model['layers'][2]['w']`, `state.step`."""
+    if tree.kind == "leaf":
+        return [root]
+    return [path for key, child in zip(child_keys(tree), tree.children)
+            for path in leaf_paths(child, root + key)]
+
+
+def describe(tree: Tree) -> str:
+    """A container's kind and size in words: `a list of 3 entries`, `a dict with keys
+    ['a', 'b']`, `a Point (NamedTuple)`; `a leaf` for a leaf."""
+    if tree.kind in ("tuple", "list"):
+        n = len(tree.children)
+        return f"a {tree.kind} of {n} {'entry' if n == 1 else 'entries'}"
+    if tree.kind == "dict":
+        return f"a dict with keys {list(tree.meta)}"
+    if tree.kind == "namedtuple":
+        return f"a {tree.meta.__name__} (NamedTuple)"
+    if tree.kind == "dataclass":
+        return f"a {tree.meta[0].__name__} (dataclass)"
+    return "a leaf"

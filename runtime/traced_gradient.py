@@ -5,7 +5,8 @@ Inside a traced function (`pb.compile`, or the function of an outer `pb.gradient
 emitted into the enclosing trace, so the enclosing compiled function computes it.
 
 `f(*args)` is recorded into a region of the active trace with one region input per
-numeric argument leaf (integers promoted to floating point, as for a top-level call);
+numeric argument leaf (integer arrays keep their dtype, carried by a float64 input
+with a shadow, and Python integers are promoted, as for a top-level call);
 boolean masks and static leaves are passed to `f` unchanged, and every value `f`
 closes over (outer traced values, closed-over arrays) becomes a further input of the
 region function `@gradient_region(args..., captured...)`. Reverse mode over that
@@ -26,6 +27,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, UnitAttr
 from xdsl.ir import Region, SSAValue
@@ -33,7 +35,7 @@ from xdsl.ir import Region, SSAValue
 from pullback.compiler.autodiff.reverse import build_vjp
 from pullback.compiler.context import make_context
 from pullback.compiler.passes import get_pass
-from pullback.dsl import core, dtypes
+from pullback.dsl import core, dtypes, integer_shadow
 from pullback.dsl.forwarddiff import FORWARDDIFF_MARK
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace
@@ -63,9 +65,10 @@ def check_not_differentiated(module: ModuleOp) -> None:
 def not_in_trace(fname: str) -> NotImplementedError:
     """The error for a derivative API that has no traced form."""
     return NotImplementedError(
-        f"pb.{fname} cannot be called inside a traced function (pb.compile, or the "
-        "function of another derivative); use pb.gradient or pb.withgradient there, "
-        "which are computed by the enclosing compiled function")
+        f"pb.{fname} of traced values cannot be nested inside a traced function "
+        "(pb.compile, or the function of another derivative); the derivatives that nest "
+        "are pb.gradient and pb.withgradient, computed by the enclosing compiled function: "
+        "use pb.gradient or pb.withgradient there")
 
 
 @dataclasses.dataclass
@@ -137,7 +140,9 @@ def record(trace: Trace, f: Callable[..., Any], args: tuple[Any, ...], fname: st
                 inner.append(leaf)
                 continue
             leaf_of_arg[len(block.args)] = i
-            inner.append(trace.region_input(block, value.shape, value.dtype))
+            carrier = trace.region_input(block, value.shape, value.dtype)
+            inner.append(integer_shadow.shadowed_input(trace, carrier)
+                         if _is_integer_array(leaf) else carrier)
         out = f(*in_tree.unflatten(inner))
     out_values, out_tree = flatten(out)
     results, out_leaves = _results(trace, out_values, fname)
@@ -173,10 +178,16 @@ def _results(trace: Trace, out_values: list[Any],
                 raise ValueError(f"{fname}: the function returned a traced value from "
                                  "another trace")
             out_leaves.append(ResultIndex(len(results)))
-            results.append(v.value)
+            results.append(integer_shadow.result(trace, v.value))
         else:
             out_leaves.append(v)
     return results, out_leaves
+
+
+def _is_integer_array(leaf: Any) -> bool:
+    """An integer array argument: it keeps its dtype in the region, carried by a float64
+    region input (Python integers are promoted instead)."""
+    return isinstance(leaf, Tracer | np.ndarray) and leaf.dtype.kind in "iu"
 
 
 def _outer_value(trace: Trace, leaf: Any) -> Tracer:

@@ -299,8 +299,10 @@ def _forward_identities(module: ModuleOp) -> None:
 
 
 def _is_array_function(op: func.FuncOp) -> bool:
+    """Every argument and result is a tensor (a function of no arrays returning none, as
+    traced from constant outputs, too); kernels and host functions take memrefs."""
     t = op.function_type
-    return any(isinstance(x, TensorType) for x in (*t.inputs, *t.outputs))
+    return all(isinstance(x, TensorType) for x in (*t.inputs, *t.outputs))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ OTHER = {
     "min": (lambda x: pb.min(x), 1, ANY),
     "mean": (lambda x: pb.mean(x, axis=0), 1, ANY),
     "logsumexp": (lambda x: pb.logsumexp(x, axis=-1), 1, ANY),
+    "softmax": (lambda x: pb.softmax(x, axis=-1), 1, ANY),
     "cumsum": (lambda x: pb.cumsum(x), 1, ANY),
     "clip": (lambda x: pb.clip(x, -0.5, 0.7), 1, ANY),
     "where": (lambda x, y: pb.where(x > y, x * y, x - y), 2, ANY),
@@ -49,4 +50,5 @@ OTHER = {
 }
 SHAPES = [(), (1,), (3,), (2, 3), (1, 3)]
 ALL = {**UNARY, **BINARY, **OTHER}
-NEEDS_AXIS = {"prod", "max", "mean", "stack", "matmul", "concatenate", "logsumexp", "sum_axis"}
+NEEDS_AXIS = {"prod", "max", "mean", "stack", "matmul", "concatenate", "logsumexp", "softmax",
+              "sum_axis"}

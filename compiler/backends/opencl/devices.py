@@ -12,6 +12,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
+from pullback.compiler.backends.opencl import pocl_cache
+
 INSTALL_HINT = (
     'install an OpenCL driver: `pip install pocl-binary-distribution` (or '
     '`pip install "pyopencl[pocl]"`) gives a CPU device; for a GPU install its '
@@ -23,13 +25,25 @@ class OpenCLUnavailableError(RuntimeError):
     """No usable OpenCL: pyopencl missing, or no platform / device found."""
 
 
+PIP_HINT = '`pip install "pullback[opencl]"` (pyopencl and PoCL, a CPU device)'
+
+
 def cl() -> ModuleType:
-    """The pyopencl module, or OpenCLUnavailableError saying how to install it."""
+    """The pyopencl module, or OpenCLUnavailableError saying how to install it.
+
+    A `pyopencl` folder without the module in it (`pocl-binary-distribution` ships one)
+    imports as an empty namespace package; that is reported as pyopencl missing too.
+    """
+    pocl_cache.isolate()  # before the platform is initialised
     try:
         import pyopencl
     except ImportError as e:
+        raise OpenCLUnavailableError(f"pyopencl is not installed ({e}); {PIP_HINT}") from e
+    if not hasattr(pyopencl, "get_platforms"):
+        where = ", ".join(getattr(pyopencl, "__path__", [])) or "sys.path"
         raise OpenCLUnavailableError(
-            f'pyopencl is not installed: `pip install "pyopencl[pocl]"` ({e})') from e
+            f"pyopencl is not installed: the only 'pyopencl' found is a folder without the "
+            f"module ({where}; pocl-binary-distribution installs one); {PIP_HINT}")
     return pyopencl
 
 
