@@ -6,15 +6,21 @@ differentiated trace each array of `model` gets an `ad.callback` of kind
 instead of passing it on, so the parameter gets no gradient result (its derivative
 is None) and its gradient buffer is freed where the update runs. Once every array of
 `model` has reported, `update(state, model, grads)` runs once on the caller's
-arrays, in place (for `pb.optimisers.update`, the optimiser state changes too).
+arrays, in place (for `pb.optimisers.update`, the optimiser state changes too); the
+writeable arrays of `model` and `state` are first recorded in the call's undo journal,
+so a call that fails later leaves them as they were (`pullback.compiler.undo`).
 
 The model's arrays must be inputs of the trace: function arguments or implicit
 parameters (`pb.Params`). Which caller arrays those are is known only per call: the
-runtime binds them (`bind`) before each run of compiled code.
+compiled code finds its update functions through a token array it takes as an input,
+and the runtime passes each run a token of its own (`EagerUpdates.for_call`), naming
+that run's arrays. Calls in flight at once (several threads, or a pullback's backward
+function called later) so update each their own arrays.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 from xdsl.ir import Block, BlockArgument, Region
 
+from pullback.compiler import undo
 from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp, YieldOp
 from pullback.compiler.host_calls import CallbackTable, register
 from pullback.dsl import core
@@ -36,37 +43,39 @@ Update = Callable[[Any, Any, Any], Any]
 @dataclass(eq=False)
 class EagerParam:
     """One eagerly updated model array: its function-argument index, its place in
-    the model (`path`), and the caller's array for the current call (`array`)."""
+    the model (`path`), its group and number in it (`index`), its shape."""
 
     arg: int
     path: str
     group: _Group
-    array: np.ndarray | None = None
+    index: int
+    shape: tuple[int, ...]
 
 
 @dataclass(eq=False)
 class _Group:
-    """The arrays of one `eager_update` call: their gradients as they complete."""
+    """The arrays of one `eager_update` call."""
 
     state: Any
     model: Any
     update: Update
     params: list[EagerParam] = field(default_factory=list)
-    grads: dict[int, np.ndarray | None] = field(default_factory=dict)
 
-    def receive(self, k: int, grad: np.ndarray | None) -> None:
-        """The gradient of parameter `k` (None: unreached); updates once all are in."""
-        self.grads[k] = grad
-        if len(self.grads) < len(self.params):
-            return
-        grads, self.grads = self.grads, {}
+    def apply(self, arrays: dict[str, np.ndarray], grads: dict[int, np.ndarray | None]) -> None:
+        """Run the update on one call's `arrays` (by path) with their complete gradients
+        (`grads[k]` for `params[k]`; None: unreached)."""
         if all(g is None for g in grads.values()):
             return
-        arrays = {p.path: p.array for p in self.params}
         by_path = {p.path: grads[k] for k, p in enumerate(self.params)}
         model = _map(self.model, "model", lambda path, x: arrays.get(path, _concrete(x)))
+        undo.save(_writeable_arrays((model, self.state)))  # put back if the call fails
         self.update(self.state, model,
                     _map(self.model, "model", lambda path, _: by_path.get(path)))
+
+
+def _writeable_arrays(tree: Any) -> list[np.ndarray]:
+    """The writeable numpy arrays among the leaves of `tree`: what an update may change."""
+    return [a for a in flatten(tree)[0] if isinstance(a, np.ndarray) and a.flags.writeable]
 
 
 _TRACED = object()
@@ -77,11 +86,59 @@ def _concrete(leaf: Any) -> Any:
     return None if leaf is _TRACED else leaf
 
 
-_PARAMS: weakref.WeakKeyDictionary[Trace, list[EagerParam]] = weakref.WeakKeyDictionary()
+class _Call:
+    """One run of compiled code: the caller's arrays and the gradients received so far."""
+
+    def __init__(self, params: list[EagerParam], arrays: list[np.ndarray]):
+        self._params = params
+        self._arrays: dict[_Group, dict[str, np.ndarray]] = {}
+        for p, arr in zip(params, arrays, strict=True):
+            self._arrays.setdefault(p.group, {})[p.path] = arr
+        self._grads: dict[_Group, dict[int, np.ndarray | None]] = {}
+
+    def receive(self, slot: int, grad: np.ndarray | None) -> None:
+        """The gradient of the parameter at `slot`; runs its group's update once the
+        gradients of every array of the group are in."""
+        param = self._params[slot]
+        group = param.group
+        got = self._grads.setdefault(group, {})
+        got[param.index] = grad
+        if len(got) < len(group.params):
+            return
+        del self._grads[group]
+        group.apply(self._arrays[group], got)
+
+
+@dataclass(eq=False)
+class EagerUpdates:
+    """The arrays a trace updates with Python functions (the callback at slot k reports
+    the gradient of `params[k]`), and the placeholder token array its code reads."""
+
+    params: list[EagerParam] = field(default_factory=list)
+    token: np.ndarray = field(default_factory=lambda: np.zeros((), np.int64))
+    """Names no table: every run gets a token of its own instead (`for_call`)."""
+
+    def for_call(self, hidden: list[Any], arrays: list[Any]) -> list[Any]:
+        """`hidden` (the trace's closed-over arrays, passed to one run) with the
+        placeholder token replaced by one for that run alone, whose updates write
+        `arrays[k]` for `params[k]`."""
+        for p, arr in zip(self.params, arrays, strict=True):
+            if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f"
+                    and arr.flags.writeable):
+                raise TypeError(
+                    f"eager_update updates the model in place, so the value at {p.path} "
+                    f"must be a writeable floating-point numpy array, got {type(arr).__name__}")
+        call = _Call(self.params, arrays)
+        table = CallbackTable()
+        for slot, p in enumerate(self.params):
+            table.add(functools.partial(call.receive, slot), p.shape)
+        token = register(table)
+        return [token if h is self.token else h for h in hidden]
+
+
+_UPDATES: weakref.WeakKeyDictionary[Trace, EagerUpdates] = weakref.WeakKeyDictionary()
 _UPDATED: weakref.WeakKeyDictionary[Trace, set[int]] = weakref.WeakKeyDictionary()
 """The function arguments some eager_update of the trace updates (host or compiled)."""
-_TABLES: weakref.WeakKeyDictionary[Trace, tuple[CallbackTable, np.ndarray]] = (
-    weakref.WeakKeyDictionary())
 
 
 def eager_update(state: Any, model: Any, update: Update) -> Any:
@@ -157,13 +214,15 @@ def _mark(trace: Trace, group: _Group, path: str, leaf: Any) -> Any:
         return leaf
     value = traced.value
     assert isinstance(value, BlockArgument)
-    param = EagerParam(value.index, path, group)
-    _PARAMS.setdefault(trace, []).append(param)
+    param = EagerParam(value.index, path, group, len(group.params),
+                       tuple(value.type.get_shape()))
     group.params.append(param)
-    k = len(group.params) - 1
-    table, token = _table(trace)
-    slot = table.add(_receiver(group, k), tuple(value.type.get_shape()))
-    return trace.emit(CallbackOp(value, trace.hidden_input(token).value, slot,
+    updates = _UPDATES.get(trace)
+    if updates is None:
+        updates = _UPDATES[trace] = EagerUpdates()
+    slot = len(updates.params)
+    updates.params.append(param)
+    return trace.emit(CallbackOp(value, trace.hidden_input(updates.token).value, slot,
                                  "eager_update", path))
 
 
@@ -222,20 +281,6 @@ def _check_isolated(block: Block, path: str) -> None:
                     "a traced value from outside its (param, grad, state) arguments")
 
 
-def _receiver(group: _Group, k: int) -> Callable[[np.ndarray | None], None]:
-    def receive(grad: np.ndarray | None) -> None:
-        group.receive(k, grad)
-
-    return receive
-
-
-def _table(trace: Trace) -> tuple[CallbackTable, np.ndarray]:
-    if trace not in _TABLES:
-        table = CallbackTable()
-        _TABLES[trace] = (table, register(table))
-    return _TABLES[trace]
-
-
 def _map(tree: Any, path: str, fn: Callable[[str, Any], Any]) -> Any:
     """`tree` with `fn(path, leaf)` at every leaf (dicts, lists, tuples, NamedTuples)."""
     if isinstance(tree, dict):
@@ -247,18 +292,6 @@ def _map(tree: Any, path: str, fn: Callable[[str, Any], Any]) -> Any:
     return fn(path, tree)
 
 
-def eager_params(trace: Trace) -> list[EagerParam]:
-    """The eagerly updated arrays of `trace`, in the order they were marked."""
-    return list(_PARAMS.get(trace, ()))
-
-
-def bind(params: list[EagerParam], arrays: list[Any]) -> None:
-    """Bind each parameter to the caller's array for the next run (`arrays[k]` for
-    `params[k]`); forgets gradients left from an interrupted run."""
-    for p, arr in zip(params, arrays, strict=True):
-        if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.flags.writeable):
-            raise TypeError(
-                f"eager_update updates the model in place, so the value at {p.path} must be "
-                f"a writeable floating-point numpy array, got {type(arr).__name__}")
-        p.array = arr
-        p.group.grads = {}
+def eager_updates(trace: Trace) -> EagerUpdates | None:
+    """The arrays `trace` updates with Python functions (None: none)."""
+    return _UPDATES.get(trace)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,17 +20,20 @@ from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 
 from pullback.compiler.dialects import array as ad
 from pullback.compiler.dialects.ad import ReverseBeginOp
-from pullback.dsl import dtypes
+from pullback.dsl import dtypes, integer_shadow
 
 if TYPE_CHECKING:
     from pullback.dsl.tracer import Tracer
 
-_ACTIVE: list[Trace] = []
+_ACTIVE: ContextVar[tuple[Trace, ...]] = ContextVar("pullback_active_traces", default=())
+"""The traces being recorded in this thread (or task), innermost last. Each thread has
+its own: a thread that traces never turns another thread's numpy calls into ops."""
 
 
 def current_trace() -> Trace | None:
-    """The innermost trace being recorded, if any."""
-    return _ACTIVE[-1] if _ACTIVE else None
+    """The innermost trace this thread is recording, if any."""
+    active = _ACTIVE.get()
+    return active[-1] if active else None
 
 
 class Trace:
@@ -50,6 +54,9 @@ class Trace:
         self._numbering: dict[SSAValue, int] = {}
         self._insertion: list[Block] = [self.block]
         self._written: dict[BlockArgument, Tracer] = {}
+        self.shadows: dict[SSAValue, SSAValue] = {}
+        """Float64 shadow of each int64 value computed from a differentiated integer input
+        (see `integer_shadow`)."""
 
     def is_param(self, value: object) -> bool:
         """Whether `value` is one of this trace's implicit parameters (by identity)."""
@@ -75,18 +82,25 @@ class Trace:
     def hidden_input(self, value: np.ndarray):
         """The tracer for an array the function closes over, read at every call.
 
-        An implicit parameter is traced as floating point (integers promoted).
+        An integer implicit parameter arrives as float64 and is traced as int64 with that
+        float64 input as its shadow (`integer_shadow`), like an integer argument.
         """
         known = self._hidden_by_id.get(id(value))
         if known is not None:
             return known
+        dtypes.refuse_unsupported(value, "a closed-over array")
         arr = np.asarray(value)
         dt = dtypes.canonical(arr.dtype)
         param = self.is_param(value)
         if param:
-            dt = dtypes.float_of(dt)
             self.key.append(("param",))
-        tracer = self.new_input(arr.shape, dt)
+        tracer = self.new_input(arr.shape, dtypes.float_of(dt) if param else dt)
+        if param and dt.kind == "i":
+            self._insertion.append(self.block)  # the conversion dominates every region
+            try:
+                tracer = integer_shadow.shadowed_input(self, tracer)
+            finally:
+                self._insertion.pop()
         self.hidden.append(value)
         self.hidden_diff.append(param)
         self._hidden_by_id[id(value)] = tracer
@@ -96,11 +110,15 @@ class Trace:
         """Append `op`; return the tracer of its single result."""
         from pullback.dsl.tracer import Tracer
 
+        redirected = integer_shadow.redirect(self, op)
+        if redirected is not None:
+            return redirected
         self._insertion[-1].add_op(op)
         props = tuple((k, str(v)) for k, v in op.properties.items())
         operands = tuple(self._numbering[o] for o in op.operands)
         self.key.append((op.name, operands, props, str(op.results[0].type)))
         self._number(op.results[0])
+        integer_shadow.follow(self, op)
         return Tracer(self, op.results[0])
 
     def full(self, value: float | int | bool, shape: tuple[int, ...], dtype: np.dtype):
@@ -120,6 +138,7 @@ class Trace:
             raise ValueError(
                 f"an in-place write into a traced array of shape {dst.shape} and dtype "
                 f"{dst.dtype} got a value of shape {value.shape} and dtype {value.dtype}")
+        integer_shadow.check_write(self, dst.value)
         arg = dst.value
         if isinstance(arg, BlockArgument) and arg.block is self.block:
             known = self._written.setdefault(arg, dst)
@@ -223,12 +242,12 @@ class Trace:
 
 @contextmanager
 def tracing(trace: Trace) -> Iterator[Trace]:
-    """Make `trace` the active trace for DSL operations."""
-    _ACTIVE.append(trace)
+    """Make `trace` the active trace for DSL operations in this thread."""
+    token = _ACTIVE.set((*_ACTIVE.get(), trace))
     try:
         yield trace
     finally:
-        _ACTIVE.pop()
+        _ACTIVE.reset(token)
 
 
 def _inside(value: SSAValue, block: Block) -> bool:

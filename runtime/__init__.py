@@ -20,12 +20,12 @@ from pullback.jacobians import (
     withjacobian,
 )
 from pullback.params import Grads, IdDict, Params, copyto
-from pullback.pipeline import cache_info, clear_caches
+from pullback.pipeline import cache_info, clear_caches, set_cache_limit
 
 __all__ = [
     *_dsl_all, "Array", "Compiled", "Grads", "IdDict", "Params", "WithGradient", "array",
     "cache_info", "clear_caches", "compile", "copyto", "device", "gradient", "optimisers",
-    "pullback",
+    "pullback", "set_cache_limit",
     "withgradient",
     "WithJacobian", "diaghessian", "hessian", "hessian_reverse", "jacobian", "withjacobian",
 ]

@@ -3,6 +3,9 @@
 Devices are `"cpu"` (LLVM, the default) and `"opencl"`; an OpenCL device may name a
 platform and device: `"opencl:1"`, `"opencl:0:1"` (indices) or `"opencl:pocl"` (a
 case-insensitive substring of the platform or device name).
+
+The device chosen by `device(...)` holds for the thread (or task) that entered it: a
+new thread starts on the default device (`PULLBACK_DEVICE`, else "cpu").
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 DEVICES = ("cpu", "opencl")
-_STACK: list[str] = []
+_CHOSEN: ContextVar[str | None] = ContextVar("pullback_device", default=None)
+"""The device of the innermost `device(...)` block of this thread, if any."""
 
 
 def _check(name: str) -> str:
@@ -31,8 +36,9 @@ def resolve(device: str | None = None) -> str:
     """The device a call runs on: explicit argument, then context manager, then env."""
     if device is not None:
         return _check(device)
-    if _STACK:
-        return _STACK[-1]
+    chosen = _CHOSEN.get()
+    if chosen is not None:
+        return chosen
     return _check(os.environ.get("PULLBACK_DEVICE", "cpu") or "cpu")
 
 
@@ -44,9 +50,10 @@ def backend_of(device: str) -> tuple[str, str | None]:
 
 @contextmanager
 def device(name: str) -> Iterator[str]:
-    """Run pullback calls inside the block on device `name`."""
-    _STACK.append(_check(name))
+    """Run pullback calls of this thread inside the block on device `name`."""
+    chosen = _check(name)
+    token = _CHOSEN.set(chosen)
     try:
-        yield _STACK[-1]
+        yield chosen
     finally:
-        _STACK.pop()
+        _CHOSEN.reset(token)
