@@ -49,7 +49,7 @@ def _sigmoid(x, exp):
     return 1.0 / (1.0 + exp(-x))
 
 
-def _loss(main, extra, state, seq, np_like):
+def loss(main, extra, state, seq, np_like):
     """The objective for any numpy-like module (pullback's DSL, numpy, jax.numpy)."""
     b = seq.shape[1]
     layers = main.shape[0] // 2
@@ -75,11 +75,11 @@ def _loss(main, extra, state, seq, np_like):
 
 def objective(main, extra, state, seq):
     """The LSTM loss in the DSL."""
-    return _loss(main, extra, state, seq, pb)
+    return loss(main, extra, state, seq, pb)
 
 
 def numpy_objective(main, extra, state, seq) -> float:
-    return float(_loss(main, extra, state, seq, np))
+    return float(loss(main, extra, state, seq, np))
 
 
 def _cell(x, h, s, w, bias):
@@ -148,7 +148,7 @@ def jax_objective(main, extra, state, seq):
     """The same loop in JAX (traced into one straight-line program, like pullback's)."""
     import jax.numpy as jnp
 
-    return _loss(main, extra, state, seq, jnp)
+    return loss(main, extra, state, seq, jnp)
 
 
 WORKLOAD = Workload(

@@ -15,32 +15,15 @@ from finite_differences import central_difference
 from opencl_platform import NO_OPENCL
 
 import pullback as pb
+from benchmarks.workloads import lstm as lstm_workload
 
 BITS = 14
 
 
 def lstm_loss(np_like, main, extra, state, seq):
-    """ADBench's loss: -1/((c-1) b) sum_t <seq[t+1], y_t - log(2 + sum exp y_t)>."""
-    b = seq.shape[1]
-    layers = main.shape[0] // 2
-    hidden = [state[2 * j] for j in range(layers)]
-    cell = [state[2 * j + 1] for j in range(layers)]
-    total = 0.0
-    for t in range(seq.shape[0] - 1):
-        z = seq[t] * extra[0]
-        for j in range(layers):
-            w, bias = main[2 * j], main[2 * j + 1]
-            forget = 1.0 / (1.0 + np_like.exp(-(z * w[:b] + bias[:b])))
-            ingate = 1.0 / (1.0 + np_like.exp(-(hidden[j] * w[b:2 * b] + bias[b:2 * b])))
-            outgate = 1.0 / (1.0 + np_like.exp(-(z * w[2 * b:3 * b] + bias[2 * b:3 * b])))
-            change = np_like.tanh(hidden[j] * w[3 * b:] + bias[3 * b:])
-            cell[j] = forget * cell[j] + ingate * change
-            hidden[j] = outgate * np_like.tanh(cell[j])
-            z = hidden[j]
-        y = z * extra[1] + extra[2]
-        normaliser = np_like.log(2.0 + np_like.sum(np_like.exp(y)))
-        total = total + np_like.sum(seq[t + 1] * (y - normaliser))
-    return -total / ((seq.shape[0] - 1) * b)
+    """ADBench's loss: -1/((c-1) b) sum_t <seq[t+1], y_t - log(2 + sum exp y_t)>, the
+    benchmark workload's definition run on `np_like` (pullback's DSL or numpy)."""
+    return lstm_workload.loss(main, extra, state, seq, np_like)
 
 
 def problem(chars, layers=1, seed=0):
