@@ -46,7 +46,7 @@ def check_gradient(chars, device, layers=1):
     np.testing.assert_allclose(g_extra, expected_extra, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("chars", [2, 9, 10, 20, 32])
+@pytest.mark.parametrize("chars", [2, 10, 32])
 def test_lstm_gradient_on_cpu(chars):
     check_gradient(chars, "cpu")
 
