@@ -84,14 +84,18 @@ def _extrapolate(d: Callable[[float], np.ndarray], h: float,
 
     With steps h, 2h and 4h the successive differences must shrink by 4 (or be rounding
     noise) for the error model to hold; where they do not, the step is quartered (up to
-    twice) and, failing that, the estimate is unreliable. `noise(h)` bounds the rounding
+    twice) and, failing that, the estimate is unreliable. The bound adds how far the
+    combination moves from steps (h, 2h) to (h/2, h). `noise(h)` bounds the rounding
     error of `d(h)`.
     """
     for _ in range(3):
-        d1, d2, d4 = d(h), d(2 * h), d(4 * h)
-        n = noise(h)
+        d_half, d1, d2, d4 = d(h / 2), d(h), d(2 * h), d(4 * h)
+        n = noise(h / 2)
         e1, e2 = d1 - d2, d2 - d4
         value = (4 * d1 - d2) / 3
+        # Where higher-order terms still matter at these steps, the combination moves
+        # when the steps halve: that movement is part of the error bound.
+        drift = np.abs(value - (4 * d_half - d1) / 3)
         scale = float(np.max(np.abs(value), initial=0.0))
         quiet = (np.abs(e1) <= 30 * n) & (np.abs(e2) <= 30 * n)
         with np.errstate(all="ignore"):
@@ -99,9 +103,9 @@ def _extrapolate(d: Callable[[float], np.ndarray], h: float,
         converged = quiet | ((ratio >= 2.5) & (ratio <= 6.5))
         small = np.abs(e1) / 3 <= UNRELIABLE * (np.abs(value) + scale) + 30 * n
         if np.all(converged & small):
-            return _Estimate(value, np.abs(e1) / 3 + 2 * n, True)
+            return _Estimate(value, np.abs(e1) / 3 + drift + 2 * n, True)
         h /= 4
-    return _Estimate(value, np.abs(e1) / 3 + 2 * n, False)
+    return _Estimate(value, np.abs(e1) / 3 + drift + 2 * n, False)
 
 
 def _noise(program: Program, magnitude: float) -> float:
