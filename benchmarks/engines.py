@@ -18,11 +18,15 @@ class EngineResult:
     """Timings and the output of one system on one workload; `error` if it failed.
 
     `output` is what `check` compares with numpy's: the derivative, or for a training
-    workload the parameters after `training.CHECK_STEPS` steps.
+    workload the parameters after `training.CHECK_STEPS` steps. `cold_first` and
+    `warm_first` are pullback's first calls in fresh processes with an empty and a
+    warm disk compile cache (`benchmarks.first_call`).
     """
 
     steady: Timing | None = None
     first_call: float | None = None
+    cold_first: float | None = None
+    warm_first: float | None = None
     output: Any = None
     phases: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -67,14 +71,14 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
 
     pb.clear_caches()
     first, (compiled, gradient) = time_once(
-        lambda: _compile_and_call(pb, loss, problem.params, options, workload.transform)
+        lambda: compile_and_call(pb, loss, problem.params, options, workload.transform)
     )
     steady = measure(lambda: compiled(*problem.params), repeat)
     phases = {key: float(value) for key, value in getattr(compiled, "timings", {}).items()}
     return EngineResult(steady=steady, first_call=first, output=gradient, phases=phases)
 
 
-def _compile_and_call(pb: Any, loss: Any, params: tuple, options: dict,
+def compile_and_call(pb: Any, loss: Any, params: tuple, options: dict,
                       mode: str) -> tuple[Any, Any]:
     """`pb.compile` in the workload's mode (gradient, jacobian, hessian) and one call;
     a Hessian is wrapped in a tuple like the other engines' results."""

@@ -1,7 +1,8 @@
 """Run the gradient benchmarks and print one table: `python benchmarks/run.py [--help]`.
 
 Every row is timed in the same run: pullback's compiled gradient (steady-state median
-and first call: trace + compile + one run), the hand-written numpy gradient, and
+and first call: trace + compile + one run; the first call also in fresh processes with
+an empty and a warm disk compile cache), the hand-written numpy gradient, and
 `jax.jit(jax.grad(...))` when JAX is installed. `check` compares each gradient with
 numpy's (largest error relative to the largest numpy magnitude). A training workload
 times one optimiser step per call and compares the parameters after a fixed number of
@@ -23,7 +24,8 @@ from types import ModuleType
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import engines, training  # noqa: E402
+import pullback as pb  # noqa: E402
+from benchmarks import engines, first_call, training  # noqa: E402
 from benchmarks.compare import relative_error  # noqa: E402
 from benchmarks.engines import EngineResult, jax_available  # noqa: E402
 from benchmarks.table import Row, render  # noqa: E402
@@ -43,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--small", action="store_true", help="tiny float64 instances (a smoke run)")
     parser.add_argument("--no-jax", action="store_true", help="leave the JAX columns empty")
+    parser.add_argument("--no-cold-warm", action="store_true",
+                        help="leave the fresh-process first-call columns (pb cold, pb warm) empty")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
@@ -89,11 +93,27 @@ def benchmark(workload: Workload, args: argparse.Namespace) -> list[Row]:
             results = dict(shared)
             results["pullback"] = _guarded(
                 engine.run_pullback, workload, problem, args.repeat, device, variant)
+            if device == "cpu" and not args.no_cold_warm:
+                _cold_and_warm(results["pullback"], workload, variant, args.small)
             name = row_name(workload, variant, device)
             row = Row(name, workload.summary, problem.sizes, results, rtol=workload.rtol)
             _check(row, results)
             rows.append(row)
     return rows
+
+
+def _cold_and_warm(result: EngineResult, workload: Workload, variant: str, small: bool) -> None:
+    """pullback's first call in fresh processes with an empty, then a warm disk cache
+    (CPU only: OpenCL keeps program binaries in a cache of its own)."""
+    if result.error is not None:
+        return
+    try:
+        cold, warm = first_call.cold_and_warm(workload.name, variant, small)
+    except Exception as exc:  # reported under the table, like a failing system
+        result.error = f"fresh-process first call: {type(exc).__name__}: {exc}".splitlines()[0]
+        return
+    result.cold_first = cold.seconds
+    result.warm_first = warm.seconds if warm.disk_hits else None
 
 
 def _check(row: Row, results: dict[str, EngineResult]) -> None:
@@ -121,6 +141,8 @@ def to_json(rows: list[Row], args: argparse.Namespace) -> dict:
             "median_s": median,
             "runs_s": steady and steady["runs"],
             "first_call_s": r.first_call,
+            "cold_first_s": r.cold_first,
+            "warm_first_s": r.warm_first,
             "phases_s": r.phases,
             "error": r.error,
         }
@@ -145,7 +167,11 @@ def to_json(rows: list[Row], args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> list[Row]:
     args = parse_args(argv)
     names = args.only or list(WORKLOADS)
-    rows = [row for name in names for row in benchmark(WORKLOADS[name], args)]
+    previous = pb.set_disk_cache(False)  # "pb first" compiles; fresh processes use the cache
+    try:
+        rows = [row for name in names for row in benchmark(WORKLOADS[name], args)]
+    finally:
+        pb.set_disk_cache(previous)
     print(
         f"pullback gradient benchmarks on {machine()}; devices {', '.join(devices(args))}; "
         f"median of {args.repeat} calls"

@@ -12,6 +12,8 @@ HEADER = (
     "workload",
     "pullback",
     "pb first",
+    "pb cold",
+    "pb warm",
     "numpy",
     "jax",
     "jax first",
@@ -36,9 +38,11 @@ class Row:
         result = self.results.get(system)
         return result.steady.median if result and result.steady else None
 
-    def first_call(self, system: str) -> float | None:
+    def first_call(self, system: str, kind: str = "first_call") -> float | None:
+        """A first call of `system`: "first_call" (in this process), "cold_first" or
+        "warm_first" (fresh processes, empty or warm disk cache)."""
         result = self.results.get(system)
-        return result.first_call if result else None
+        return getattr(result, kind) if result else None
 
     def check_text(self) -> str:
         """'ok' when every compared gradient matches numpy's within rtol, else the worst one."""
@@ -68,6 +72,8 @@ def cells(row: Row) -> tuple[str, ...]:
         row.name,
         _ms(pb),
         _s(row.first_call("pullback")),
+        _s(row.first_call("pullback", "cold_first")),
+        _s(row.first_call("pullback", "warm_first")),
         _ms(numpy),
         _ms(jax),
         _s(row.first_call("jax")),

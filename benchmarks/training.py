@@ -124,9 +124,10 @@ def run_numpy(workload: Workload, problem: Problem, repeat: int) -> EngineResult
 # -- pullback -------------------------------------------------------------------------------
 
 
-def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
-                 variant: str = "") -> EngineResult:
-    """First call = trace + compile + the first step from an empty cache; steady = steps.
+def pullback_start(workload: Workload, problem: Problem, device: str,
+                   variant: str = "") -> tuple[Callable[[], Trainer], list[Any]]:
+    """How pullback starts a training run, and the list each started run's compiled
+    step is appended to.
 
     variant "": `pb.withgradient` and `pb.optimisers.update` in one traced step (mode
     "value", the data passed as arguments); "eager": `eager_objective`, whose
@@ -139,7 +140,7 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
         raise ValueError(f"workload {workload.name} has no eager_objective")
     options = {} if device == "cpu" else {"device": device}
     data, count = problem.data, len(problem.params)
-    compiled = []
+    compiled: list[Any] = []
 
     def start() -> Trainer:
         params = _fresh(problem)
@@ -162,6 +163,19 @@ def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
         compiled.append(step)
         return lambda: step(*params, *data), lambda: params
 
+    return start, compiled
+
+
+def first_step(start: Callable[[], Trainer]) -> Trainer:
+    """Start a training run and take its first step (a first call)."""
+    return _first_step(start)
+
+
+def run_pullback(workload: Workload, problem: Problem, repeat: int, device: str,
+                 variant: str = "") -> EngineResult:
+    """First call = trace + compile + the first step from an empty cache; steady = steps
+    (`pullback_start` for the variants)."""
+    start, compiled = pullback_start(workload, problem, device, variant)
     pb.clear_caches()
     first, steady = _timed(start, repeat)
     phases = {key: float(value) for key, value in compiled[0].timings.items()}

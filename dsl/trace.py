@@ -8,6 +8,7 @@ for an identical program without printing or hashing the IR.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, StringAttr, TensorType
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from pullback.compiler.dialects import array as ad
 from pullback.compiler.dialects.ad import ReverseBeginOp
@@ -76,7 +77,7 @@ class Trace:
         t = dtypes.tensor_type(shape, dtype)
         arg = self.block.insert_arg(t, len(self.block.args))
         self._number(arg)
-        self.key.append(("arg", str(t)))
+        self.key.append(("arg", _text(t)))
         return Tracer(self, arg)
 
     def hidden_input(self, value: np.ndarray):
@@ -114,9 +115,9 @@ class Trace:
         if redirected is not None:
             return redirected
         self._insertion[-1].add_op(op)
-        props = tuple((k, str(v)) for k, v in op.properties.items())
+        props = tuple((k, _text(v)) for k, v in op.properties.items())
         operands = tuple(self._numbering[o] for o in op.operands)
-        self.key.append((op.name, operands, props, str(op.results[0].type)))
+        self.key.append((op.name, operands, props, _text(op.results[0].type)))
         self._number(op.results[0])
         integer_shadow.follow(self, op)
         return Tracer(self, op.results[0])
@@ -186,7 +187,7 @@ class Trace:
         t = dtypes.tensor_type(shape, dtype)
         arg = block.insert_arg(t, len(block.args))
         self._number(arg)
-        self.key.append(("region_arg", str(t)))
+        self.key.append(("region_arg", _text(t)))
         return Tracer(self, arg)
 
     def inline(self, fn: func.FuncOp, args: Sequence[SSAValue]) -> list[SSAValue]:
@@ -258,3 +259,19 @@ def _inside(value: SSAValue, block: Block) -> bool:
 
 def tensor_shape(t: TensorType) -> tuple[int, ...]:
     return tuple(t.get_shape())
+
+
+_EXACT = (TensorType, DenseArrayBase, IntegerAttr, StringAttr)
+"""Attributes whose equality is equality of their text (no float fields, where 0.0
+equals -0.0 but prints otherwise): their text can be remembered."""
+
+
+def _text(attribute: Attribute) -> str:
+    """The text of a type or property in the structural key. Printing is the slowest
+    part of emitting an op, and a trace repeats a few types many times."""
+    return _remembered_text(attribute) if isinstance(attribute, _EXACT) else str(attribute)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_text(attribute: Attribute) -> str:
+    return str(attribute)

@@ -39,15 +39,24 @@ class CacheStats:
     """A snapshot of the compile cache.
 
     hits: requests answered without compiling (including waits for another
-    thread's compile of the same program); compiles: programs compiled; evictions:
-    entries dropped to respect the limit; entries: programs held now; limit: the
-    most it holds."""
+    thread's compile of the same program); compiles: programs made because memory
+    held none (compiled, or loaded from the disk cache); evictions: entries dropped
+    to respect the limit; entries: programs held now; limit: the most it holds.
+
+    The disk cache (`pullback.disk_compile_cache`, CPU programs): disk_hits: programs
+    loaded from disk instead of compiled; disk_misses: programs not found there;
+    disk_writes: entries stored; disk_rejected: damaged or unloadable entries found,
+    deleted and compiled again."""
 
     hits: int = 0
     compiles: int = 0
     evictions: int = 0
     entries: int = 0
     limit: int = DEFAULT_ENTRIES
+    disk_hits: int = 0
+    disk_misses: int = 0
+    disk_writes: int = 0
+    disk_rejected: int = 0
 
 
 def check_limit(entries: object, source: str = "the cache limit") -> int:

@@ -38,6 +38,8 @@ class Compiled:
             raise ValueError(
                 f"unknown mode '{mode}'; accepted modes: {', '.join(COMPILE_MODES)}")
         self.device = device
+        self.function = f
+        """The function compiled (kept for `pb.export`, which names captured arrays)."""
         if mode in BATCHED_MODES:
             self.mode = mode
             self._init_batched(f, args)

@@ -3,7 +3,9 @@
 The compile cache is keyed by the program's structural key (the traced IR's shape,
 not its Python identity) plus mode, options and device, so re-tracing the same code
 through a new lambda finds the compiled code, while closed-over arrays stay inputs.
-It is bounded and thread-safe (`pullback.compile_cache`).
+It is bounded and thread-safe (`pullback.compile_cache`). CPU programs are also kept
+on disk across processes (`pullback.disk_compile_cache`): a program found there is
+loaded instead of compiled, and its stage texts are made only if someone reads them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
 
+from pullback import disk_compile_cache
 from pullback.compile_cache import CacheStats, CompileCache, limit_from_environment
 from pullback.compiler import undo
 from pullback.compiler.autodiff.functions import bind_zeros, is_float
@@ -27,6 +31,7 @@ from pullback.compiler.dialects.array import shape_of
 from pullback.compiler.passes import get_pass
 from pullback.devices import backend_of
 from pullback.dsl.forwarddiff import FORWARDDIFF_MARK, drop_derivative_terms
+from pullback.lazy_ir import LazyStages, RebuiltIR
 from pullback.program import Program
 from pullback.traced_gradient import check_not_differentiated
 
@@ -43,7 +48,7 @@ class Built:
     entry: str
     grad_args: tuple[int, ...]   # argument indices whose gradients follow the results
     num_results: int
-    stages: dict[str, str]
+    stages: Mapping[str, str]    # lazy (`LazyStages`) when loaded from the disk cache
     timings: dict[str, float]
     batched_args: tuple[int, ...] = ()  # Hessian modes: arguments fed an identity block
 
@@ -68,8 +73,9 @@ def clear_caches() -> None:
 
 
 def cache_info() -> CacheStats:
-    """How often the compile cache answered, compiled and evicted; its size and limit."""
-    return _CACHE.info()
+    """How often the compile cache answered, compiled and evicted; its size and limit;
+    and how often the disk cache was hit, missed, written and found damaged."""
+    return dataclasses.replace(_CACHE.info(), **disk_compile_cache.counts())
 
 
 def set_cache_limit(entries: int) -> int:
@@ -86,9 +92,48 @@ def compiled(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     `wrt` picks the differentiated arguments (default: every differentiable one)."""
     key = (program.key, mode, cotangents, wrt, device)
     return _CACHE.get(
-        key, lambda: build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents,
-                           wrt=wrt),
+        key, lambda: _load_or_build(program, mode, device, keep_ir, cotangents, wrt),
         usable=lambda built: bool(built.stages) or not keep_ir)
+
+
+def _load_or_build(program: Program, mode: str, device: str, keep_ir: bool,
+                   cotangents: tuple[int, ...], wrt: tuple[int, ...]) -> Built:
+    """`build`, or the program loaded from the disk cache (CPU), which keeps what it builds."""
+    if _printing() or not disk_compile_cache.applies(device):
+        built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
+        getattr(built.executable, "take_object", lambda: None)()  # not kept: free it
+        return built
+    request = (program.key, mode, cotangents, wrt, device)
+    ir = _rebuilt_ir(program, mode, device, cotangents, wrt) if keep_ir else None
+    loaded = disk_compile_cache.load(request, ir.llvm_ir if ir else _no_ir)
+    if loaded is not None:
+        return Built(loaded.executable, loaded.entry, loaded.grad_args, loaded.num_results,
+                     LazyStages(ir) if ir else {}, {"load": loaded.seconds},
+                     loaded.batched_args)
+    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
+    disk_compile_cache.store(request, built.executable, built.entry, built.grad_args,
+                             built.num_results, built.batched_args)
+    return built
+
+
+def _no_ir() -> str:
+    raise AttributeError("no LLVM IR: the program was loaded from the disk cache without "
+                         "its IR (pb.compile objects make it when asked)")
+
+
+def _rebuilt_ir(program: Program, mode: str, device: str, cotangents: tuple[int, ...],
+                wrt: tuple[int, ...]) -> RebuiltIR:
+    """The IR texts of a program loaded from disk, made by building it again with them
+    kept; holds the traced module only (not the arrays the function closes over)."""
+    wrt = wrt or tuple(program.diff_args())
+    bare = dataclasses.replace(program, hidden=[], eager=None)
+
+    def rebuild() -> tuple[dict[str, str], str]:
+        built = build(bare, mode, device, keep_ir=True, cotangents=cotangents, wrt=wrt)
+        built.executable.take_object()
+        return dict(built.stages), built.executable.llvm_ir
+
+    return RebuiltIR(rebuild)
 
 
 def _printing() -> bool:
@@ -113,14 +158,25 @@ class _Recorder:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
-          cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
-    """Run the pass pipeline for `mode` and compile the entry function for `device`."""
+@dataclasses.dataclass
+class Prepared:
+    """A program differentiated and cleaned up for one mode, ready for a backend."""
+
+    module: ModuleOp
+    entry: str
+    grad_args: tuple[int, ...]
+    num_results: int
+    batched_args: tuple[int, ...]
+
+
+def prepare(program: Program, mode: str, *, cotangents: tuple[int, ...] = (),
+            wrt: tuple[int, ...] = (), recorder: _Recorder | None = None) -> Prepared:
+    """The array-level module of `program` in `mode`: the AD passes, then cleanup."""
     if mode not in MODES:
         raise ValueError(f"unknown mode '{mode}'; accepted modes: {', '.join(MODES)}")
     ctx = make_context()
     module = program.module.clone()
-    rec = _Recorder(keep_ir)
+    rec = recorder or _Recorder(False)
     rec.stage("trace", module)
     entry, grad_args, batched = program.name, (), ()
     wrt = wrt or tuple(program.diff_args())
@@ -155,7 +211,15 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     rec.stage("simplify", module)
     fn = _function(module, entry)
     num_results = len(fn.function_type.outputs.data) - len(grad_args)
-    executable = _compile_for(device, module, entry, rec.keep)
+    return Prepared(module, entry, grad_args, num_results, batched)
+
+
+def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
+          cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
+    """Run the pass pipeline for `mode` and compile the entry function for `device`."""
+    rec = _Recorder(keep_ir)
+    prep = prepare(program, mode, cotangents=cotangents, wrt=wrt, recorder=rec)
+    executable = _compile_for(device, prep.module, prep.entry, rec.keep)
     for stage, text in getattr(executable, "stages", {}).items():
         rec.stages[stage] = text
         if _printing():
@@ -164,7 +228,8 @@ def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
     if _printing():
         print(f"// -----// {target_code_name(device)} //----- //\n"
               f"{target_code(executable)}\n", file=sys.stderr)
-    return Built(executable, entry, grad_args, num_results, rec.stages, rec.timings, batched)
+    return Built(executable, prep.entry, prep.grad_args, prep.num_results, rec.stages,
+                 rec.timings, prep.batched_args)
 
 
 def _check_first_order_only(module: ModuleOp) -> None:

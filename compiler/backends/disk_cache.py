@@ -19,6 +19,11 @@ outlived its process, so that the entry is discarded instead of loaded again.
 renames it into place and fsyncs the folder: a reader sees the old entry or the
 whole new one, also after a crash or power loss. Write failures (read-only or full
 disk) are not errors: the cache is an optimisation, so the entry is just not kept.
+A folder keeps at most `folder_limit()` bytes of entries (1 GiB, or
+`$PULLBACK_CACHE_BYTES`): each write deletes the least recently used entries beyond
+that (reading an entry marks it used). Every cache asks `enabled()` first:
+`PULLBACK_CACHE_DIR=` (set, empty) or `set_enabled(False)` turns them all off
+(nothing read or written).
 """
 
 from __future__ import annotations
@@ -41,11 +46,34 @@ HEADER_SIZE = _HEADER.size
 _LOADING = ".loading."
 
 
+ENV_VAR = "PULLBACK_CACHE_DIR"
+_switch: bool | None = None
+
+
 def cache_root() -> Path:
     """The folder of every pullback disk cache: `$PULLBACK_CACHE_DIR`, or
-    `~/.cache/pullback` when that is unset or empty."""
-    root = os.environ.get("PULLBACK_CACHE_DIR")
+    `~/.cache/pullback` when that is unset (see `enabled` for set but empty)."""
+    root = os.environ.get(ENV_VAR)
     return Path(root) if root else Path.home() / ".cache" / "pullback"
+
+
+def enabled() -> bool:
+    """Whether pullback's disk caches are read and written: as `set_enabled` last set,
+    else unless `$PULLBACK_CACHE_DIR` is set but empty (`PULLBACK_CACHE_DIR=`)."""
+    if _switch is not None:
+        return _switch
+    return os.environ.get(ENV_VAR) != ""
+
+
+def set_enabled(on: bool | None) -> bool | None:
+    """Turn every disk cache on (True) or off (False) for this process, or back to what
+    `$PULLBACK_CACHE_DIR` says (None); returns the previous setting, for restoring."""
+    global _switch
+    if on is not None and not isinstance(on, bool):
+        raise TypeError(f"the disk cache switch takes True, False or None (follow "
+                        f"PULLBACK_CACHE_DIR), got {on!r}")
+    previous, _switch = _switch, on
+    return previous
 
 
 def key_digest(key: str) -> bytes:
@@ -81,6 +109,9 @@ def read_entry(path: Path, key: str) -> bytes | None:
     payload = decode_entry(key, data)
     if payload is None:
         discard(path)
+    else:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: pruned last (see `prune`)
     return payload
 
 
@@ -99,6 +130,7 @@ def write_entry(path: Path, key: str, payload: bytes) -> bool:
         os.replace(tmp, path)
         tmp = None
         _fsync_folder(folder)
+        prune(folder, folder_limit(), keep=path)
     except OSError:
         return False
     finally:
@@ -106,6 +138,51 @@ def write_entry(path: Path, key: str, payload: bytes) -> bool:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return True
+
+
+DEFAULT_FOLDER_BYTES = 1 << 30
+"""Bytes of entries one cache folder (`cpu`, `opencl`) keeps by default: 1 GiB."""
+
+
+def folder_limit() -> int:
+    """The bytes of entries a cache folder keeps: `$PULLBACK_CACHE_BYTES` (a whole
+    number of bytes, optionally with a K, M or G suffix), else `DEFAULT_FOLDER_BYTES`."""
+    text = os.environ.get("PULLBACK_CACHE_BYTES", "").strip()
+    if not text:
+        return DEFAULT_FOLDER_BYTES
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit():
+        raise ValueError(f"PULLBACK_CACHE_BYTES={text!r} is not a size: give a whole number "
+                         "of bytes, optionally with a K, M or G suffix (for instance 500M)")
+    return int(digits) * scale
+
+
+def prune(folder: Path, limit: int, keep: Path | None = None) -> int:
+    """Delete the least recently used entries of `folder` until its entries take at most
+    `limit` bytes (an entry is used when it is written or read); never `keep`. Returns
+    how many were deleted. Entries of other processes may vanish meanwhile: a reader
+    then finds no entry and compiles, as for any missing one."""
+    entries = []
+    with contextlib.suppress(OSError):
+        for item in os.scandir(folder):
+            if item.name.startswith(".") or _LOADING in item.name:
+                continue
+            with contextlib.suppress(OSError):
+                if item.is_file(follow_symlinks=False):
+                    st = item.stat(follow_symlinks=False)
+                    entries.append((st.st_mtime_ns, st.st_size, Path(item.path)))
+    total = sum(size for _, size, _ in entries)
+    deleted = 0
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        discard(path)
+        total -= size
+        deleted += 1
+    return deleted
 
 
 STALE_SECONDS = 3600.0

@@ -228,6 +228,8 @@ def test_runner_prints_table_and_writes_json(tmp_path, capsys):
     saved = json.loads(path.read_text())
     assert saved["rows"][0]["workload"] == "gmm"
     assert len(saved["rows"][0]["systems"]["numpy"]["runs_s"]) == 2
+    assert "pb cold" in out and "pb warm" in out  # first calls in fresh processes
+    assert saved["rows"][0]["systems"]["pullback"]["cold_first_s"] > 0
 
 
 def test_numpy_adam_follows_its_closed_form():

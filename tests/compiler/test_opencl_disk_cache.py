@@ -260,3 +260,15 @@ def test_entry_that_crashed_a_loading_process_is_rebuilt(tmp_path: Path,
     assert not marker.exists() and _valid(path)
     assert _run(tmp_path)["origin"] == "disk"
     assert sorted(p.name for p in path.parent.iterdir()) == [name]
+
+
+@NO_OPENCL
+def test_empty_cache_dir_keeps_no_binaries(tmp_path: Path) -> None:
+    """`PULLBACK_CACHE_DIR=` (empty) turns the binary cache off: every process builds
+    from source, and nothing appears in pullback's default folder; PoCL keeps its own."""
+    for _ in range(2):
+        result = _run(tmp_path / "unused", PULLBACK_CACHE_DIR="", HOME=str(tmp_path),
+                      XDG_CACHE_HOME=str(tmp_path / ".cache"))
+        assert result["origin"] == "source" and result["pocl_dir"] is None
+    assert not (tmp_path / ".cache" / "pullback").exists()
+    assert not (tmp_path / "unused").exists()

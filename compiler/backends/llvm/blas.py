@@ -4,7 +4,9 @@ Why BLAS: a tuned GEMM (packing, register blocking, several threads) is hard to
 match with generated loops; calling the BLAS that scipy ships keeps a
 256x784x256 float32 product within 2x of the best libraries at no compile cost.
 The routines are taken from `scipy.linalg.cython_blas` capsules (Fortran
-`dgemm`/`sgemm`, every argument by pointer) and bound to JIT symbols.
+`dgemm`/`sgemm`, every argument by pointer) and bound to JIT symbols. That extension
+module is loaded on its own, when a program first needs a matrix product: importing
+`scipy.linalg` whole costs about 0.3 s, most of a first call served by the disk cache.
 
 Layout: buffers are row-major, BLAS is column-major. A row-major (m x n) matrix C
 is the column-major matrix C^T, so C = op(A) op(B) is computed as
@@ -18,8 +20,14 @@ otherwise 'N' with lda = k. Batched products loop over the batch, one gemm each.
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from types import ModuleType
 
-import scipy.linalg.cython_blas as cython_blas
 from llvmlite import binding, ir
 
 _GEMM = {"f64": ("dgemm", ir.DoubleType()), "f32": ("sgemm", ir.FloatType())}
@@ -30,8 +38,34 @@ _PTR = ir.PointerType()
 _bound: set[str] = set()
 
 
+_MODULE = "scipy.linalg.cython_blas"
+
+
+@functools.cache
+def _cython_blas() -> ModuleType:
+    """scipy's `cython_blas` extension module, without importing all of `scipy.linalg`
+    (the usual import when that is loaded already, or the direct load fails)."""
+    if "scipy.linalg" not in sys.modules:
+        try:
+            spec = importlib.util.find_spec("scipy.linalg")
+            folder = (spec.submodule_search_locations or [None])[0] if spec else None
+            suffixes = importlib.machinery.EXTENSION_SUFFIXES
+            for name in sorted(os.listdir(folder)) if folder else []:
+                if any(name == "cython_blas" + suffix for suffix in suffixes):
+                    path = os.path.join(folder, name)
+                    loader = importlib.machinery.ExtensionFileLoader(_MODULE, path)
+                    found = importlib.util.spec_from_file_location(_MODULE, path, loader=loader)
+                    if found is not None:
+                        module = importlib.util.module_from_spec(found)
+                        loader.exec_module(module)
+                        return module
+        except (ImportError, OSError):
+            pass
+    return importlib.import_module(_MODULE)
+
+
 def _capsule_pointer(name: str) -> int:
-    capsule = cython_blas.__pyx_capi__[name]
+    capsule = _cython_blas().__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
     get_name.argtypes = [ctypes.py_object]

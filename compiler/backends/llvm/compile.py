@@ -1,15 +1,25 @@
-"""`compile_function`: array-level module → native code for the host CPU."""
+"""`compile_function`: array-level module → native code for the host CPU.
+
+`lower_to_llvm` is the part every CPU consumer shares (the JIT here, exported
+libraries in `pullback.compiler.export`): kernel-level lowering, math expansion,
+host-call statuses, the llvm dialect, llvmlite IR with the matrix products defined
+and the packed entry added.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 
+from llvmlite import ir
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, f32, f64
 
-from pullback.compiler.backends.kernel_level import debug, lap, lower_to_kernels
+from pullback.compiler.backends.kernel_level import KernelModule, debug, lap, lower_to_kernels
 from pullback.compiler.backends.llvm import blas, jit
 from pullback.compiler.backends.llvm.executable import LLVMExecutable
+from pullback.compiler.backends.llvm.gemm import define_own_matmul
 from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
 from pullback.compiler.backends.llvm.packed_entry import add_packed_entry
 from pullback.compiler.context import make_context
@@ -21,20 +31,32 @@ from pullback.compiler.transforms.host_call_status import (
     written_before_host_calls,
 )
 
+MatmulDefiner = Callable[[ir.Module, str], None]
+"""Gives the declared `pullback_matmul_<element>` of a module a body."""
 
-def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> LLVMExecutable:
-    """Compile function `@name` of an array-level module to an `LLVMExecutable`.
+GEMMS: dict[str, MatmulDefiner] = {"blas": blas.define_matmul, "own": define_own_matmul}
+"""Matrix products by name: scipy's BLAS, or pullback's own generated code (no calls)."""
 
-    The caller's module is not changed. With `keep_ir`, `stages` holds the MLIR text
-    after each lowering; `PULLBACK_DEBUG=1` verifies the IR after each stage.
-    """
+
+@dataclasses.dataclass
+class LLVMModule:
+    """A function lowered to llvmlite IR, with what its callers need to know."""
+
+    ll: ir.Module
+    lowered: KernelModule
+    host_call_symbols: tuple[str, ...]
+    """The `pullback_host_call_<T>` symbols the code calls (Python callbacks)."""
+    undo_inputs: tuple[int, ...]
+
+
+def lower_to_llvm(module: ModuleOp, name: str, *, keep_ir: bool = False,
+                  matmul: MatmulDefiner = blas.define_matmul) -> LLVMModule:
+    """Lower function `@name` of an array-level module to an llvmlite module holding
+    `@name` and its packed entry `@name__packed`; `matmul` defines matrix products."""
     lowered = lower_to_kernels(module, name, keep_ir)
     mod, timings = lowered.module, lowered.timings
     symbols = {op.sym_name.data for op in mod.body.block.ops if isinstance(op, func.FuncOp)}
     matmuls = [str(e) for e in (f64, f32) if matmul_symbol(e) in symbols]
-    for symbol in symbols:
-        if symbol.startswith(HOST_CALL_PREFIX):
-            bind_host_call_symbol(symbol)
     start = time.perf_counter()
     ctx = make_context()
     ExpandMathPass().apply(ctx, mod)  # vectorizable exp/tanh/log instead of libm calls
@@ -43,21 +65,52 @@ def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False) -> L
     ConvertLoopsToLLVMPass().apply(ctx, mod)
     lowered.stage("convert-loops-to-llvm", keep_ir)
     timings["lower-to-llvm"], start = lap(start)
-    tm = jit.host_target_machine()
     ll = jit.translate(mod)
     for element in matmuls:
-        blas.define_matmul(ll, element)
+        matmul(ll, element)
     add_packed_entry(ll, lowered.spec.name)  # one argument, however many buffers
-    ref = jit.parse(ll, tm)
+    timings["translate"], _ = lap(start)
+    host = tuple(sorted(s for s in symbols if s.startswith(HOST_CALL_PREFIX)))
+    return LLVMModule(ll, lowered, host, undo_inputs)
+
+
+def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False,
+                     gemm: str = "blas") -> LLVMExecutable:
+    """Compile function `@name` of an array-level module to an `LLVMExecutable`.
+
+    The caller's module is not changed. With `keep_ir`, `stages` holds the MLIR text
+    after each lowering; `PULLBACK_DEBUG=1` verifies the IR after each stage. `gemm`
+    picks the matrix products: "blas" (scipy's BLAS) or "own" (generated, no calls).
+    """
+    if gemm not in GEMMS:
+        raise ValueError(f"compile_function(gemm={gemm!r}): accepted values are "
+                         f"{', '.join(repr(g) for g in GEMMS)}")
+    low = lower_to_llvm(module, name, keep_ir=keep_ir, matmul=GEMMS[gemm])
+    lowered, timings = low.lowered, low.lowered.timings
+    for symbol in low.host_call_symbols:
+        bind_host_call_symbol(symbol)
+    start = time.perf_counter()
+    tm = jit.host_target_machine()
+    ref = jit.parse(low.ll, tm)
     if debug():
         ref.verify()
-    timings["translate"], start = lap(start)
+    timings["translate"] += lap(start)[0]
+    start = time.perf_counter()
     jit.optimize(ref, tm)
     llvm_ir = str(ref)
     timings["optimize"], start = lap(start)
-    engine = jit.jit(ref, tm)
+    obj = jit.emit_object(ref, tm)  # kept for the disk cache (`object_entry`)
+    ref.close()
+    engine = jit.load_object(obj, tm)
     timings["jit"], start = lap(start)
     return LLVMExecutable(lowered.spec, lowered.input_types, lowered.output_types,
                           lowered.memory, engine, llvm_ir, lowered.stages, timings,
-                          host_calls=any(s.startswith(HOST_CALL_PREFIX) for s in symbols),
-                          undo_inputs=undo_inputs)
+                          host_calls=bool(low.host_call_symbols),
+                          undo_inputs=low.undo_inputs, symbols=external_symbols(low.ll),
+                          object_code=obj)
+
+
+def external_symbols(ll: ir.Module) -> tuple[str, ...]:
+    """The `pullback_*` functions `ll` calls but does not define (BLAS, host calls)."""
+    return tuple(sorted(f.name for f in ll.functions
+                        if f.is_declaration and f.name.startswith("pullback_")))

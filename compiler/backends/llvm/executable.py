@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from llvmlite import binding
@@ -31,25 +32,33 @@ class LLVMExecutable:
     Attributes:
         input_types, output_types: the tensor types of the function.
         stages: MLIR text after each lowering stage (only with `keep_ir=True`).
-        llvm_ir: the optimized LLVM IR.
+        llvm_ir: the optimized LLVM IR (made on first access when the executable was
+            loaded from an object file and given a function that rebuilds it).
         timings: seconds spent per compile stage.
         plan: where each temporary lives in the arena.
         memory: the bytes one call uses (`MemoryReport`).
         host_calls: whether a call runs Python functions (and so can fail midway).
         undo_inputs: the written inputs a failing call may leave partly written (those
             written before the last host call; the code after it cannot fail).
+        symbols: the `pullback_*` symbols the machine code calls (BLAS, host calls),
+            which must be bound before its object file is loaded in another process.
+        object_code: the object file the engine was loaded from, until `take_object`.
     """
 
     def __init__(self, spec: InputSpec, input_types: Sequence[TensorType],
                  output_types: Sequence[TensorType], plan: MemoryPlan,
-                 engine: binding.ExecutionEngine, llvm_ir: str, stages: dict[str, str],
-                 timings: dict[str, float], host_calls: bool = False,
-                 undo_inputs: tuple[int, ...] = ()):
+                 engine: binding.ExecutionEngine, llvm_ir: str | Callable[[], str],
+                 stages: dict[str, str], timings: dict[str, float], host_calls: bool = False,
+                 undo_inputs: tuple[int, ...] = (), symbols: tuple[str, ...] = (),
+                 object_code: bytes | None = None):
         self.name = spec.name
         self._spec = spec
         self.input_types = tuple(input_types)
         self.output_types = tuple(output_types)
-        self.llvm_ir = llvm_ir
+        self._llvm_ir = llvm_ir
+        self._llvm_ir_lock = threading.Lock()
+        self.symbols = symbols
+        self.object_code = object_code
         self.stages = stages
         self.timings = timings
         self._engine = engine
@@ -64,6 +73,23 @@ class LLVMExecutable:
             raise RuntimeError(f"the JIT has no function @{packed_name(spec.name)}")
         self._buffers = ctypes.c_void_p * n_args  # the packed entry's one argument
         self._fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(address)
+
+    @property
+    def spec(self) -> InputSpec:
+        """The arrays the function takes and returns."""
+        return self._spec
+
+    @property
+    def llvm_ir(self) -> str:
+        with self._llvm_ir_lock:
+            if not isinstance(self._llvm_ir, str):
+                self._llvm_ir = self._llvm_ir()
+            return self._llvm_ir
+
+    def take_object(self) -> bytes | None:
+        """The object file of the machine code, handed over once (then dropped here)."""
+        obj, self.object_code = self.object_code, None
+        return obj
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs of the function for C-contiguous `inputs` of the exact dtypes and shapes."""

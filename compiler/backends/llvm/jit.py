@@ -1,4 +1,9 @@
-"""llvmlite plumbing: translate llvm-dialect modules, optimize at O3, JIT with MCJIT."""
+"""llvmlite plumbing: translate llvm-dialect modules, optimize at O3, JIT with MCJIT.
+
+Machine code is made as an object file (`emit_object`) and loaded into an MCJIT
+engine (`load_object`): the same bytes a fresh process loads from the disk cache
+(`pullback.compiler.backends.llvm.object_entry`) without lowering or LLVM's passes.
+"""
 
 from __future__ import annotations
 
@@ -82,8 +87,26 @@ def jit(ref: binding.ModuleRef, tm: binding.TargetMachine) -> binding.ExecutionE
     The engine takes `tm`; `ref` is freed once compiled (the machine code and its
     symbols stay in the engine), so an engine holds no IR: about 130 KB less for each
     compiled program that stays in memory."""
-    engine = binding.create_mcjit_compiler(ref, tm)
-    engine.finalize_object()
-    engine.remove_module(ref)
+    obj = emit_object(ref, tm)
     ref.close()
+    return load_object(obj, tm)
+
+
+def emit_object(ref: binding.ModuleRef, tm: binding.TargetMachine) -> bytes:
+    """The object file of `ref` (optimized already) for `tm`; `ref` is not changed."""
+    return bytes(tm.emit_object(ref))
+
+
+def load_object(obj: bytes, tm: binding.TargetMachine) -> binding.ExecutionEngine:
+    """An engine holding the machine code of object file `obj` (emitted for `tm`),
+    relocated and ready to call; it takes `tm`. External symbols (`pullback_*`) must
+    be bound (`binding.add_symbol`) before."""
+    empty = binding.parse_assembly("")
+    empty.triple = tm.triple
+    empty.data_layout = str(tm.target_data)
+    engine = binding.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(binding.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    engine.remove_module(empty)
+    empty.close()
     return engine

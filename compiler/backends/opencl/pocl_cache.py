@@ -9,7 +9,9 @@ processes) and points PoCL's working folder at `$PULLBACK_CACHE_DIR/pocl`. Nothi
 is lost: pullback's own checked entries hold the whole device binary (kernel
 libraries included), and loading one costs what a PoCL cache hit costs.
 
-Both variables are set only where the user has not set them, and only take effect
+With pullback's disk caches off (`PULLBACK_CACHE_DIR=` empty, `pb.set_disk_cache(False)`)
+PoCL keeps its own working folder. Both variables are set only where the user has
+not set them, and only take effect
 when set before the OpenCL platform is first initialised: `devices.cl()` calls
 `isolate()` before it imports pyopencl.
 """
@@ -41,7 +43,7 @@ def isolate() -> None:
         return
     _done = True
     os.environ.setdefault("POCL_KERNEL_CACHE", "0")
-    if os.environ.get("POCL_CACHE_DIR"):
+    if os.environ.get("POCL_CACHE_DIR") or not disk_cache.enabled():
         return
     folder = pocl_dir()
     with contextlib.suppress(OSError):

@@ -3,7 +3,8 @@
 Memory: a built program is shared by every executable of the same (context,
 source, options) while one of them lives (weak references: dropping the last
 executable frees the program). Disk: the device binary (`program.binaries`) under
-`$PULLBACK_CACHE_DIR/opencl` (default `~/.cache/pullback/opencl`), keyed by a hash
+`$PULLBACK_CACHE_DIR/opencl` (default `~/.cache/pullback/opencl`; none when the disk
+caches are off: `disk_cache.enabled`), keyed by a hash
 of the source, the device and driver, the platform version, the build options and
 the binary format, as a checked entry of `pullback.compiler.backends.disk_cache`
 (format version, checksums of key and contents). A damaged entry, or one the
@@ -82,6 +83,8 @@ def _from_source(context: Any, device: Any, source: str, options: str) -> Any:
 
 
 def _from_disk(context: Any, device: Any, key: str, options: str) -> Any | None:
+    if not disk_cache.enabled():
+        return None
     path = entry_path(key)
     binary = disk_cache.read_entry(path, key)
     if binary is None:
@@ -100,6 +103,8 @@ def _from_disk(context: Any, device: Any, key: str, options: str) -> Any | None:
 
 
 def _store(key: str, program: Any) -> None:
+    if not disk_cache.enabled():
+        return
     binaries = program.binaries
     if len(binaries) != 1 or not binaries[0]:
         return
