@@ -1,4 +1,5 @@
-"""The `pullback` command: `pullback demo`, `pullback opt FILE -p PASSES`."""
+"""The `pullback` command: `pullback demo`, `pullback opt FILE -p PASSES`,
+`pullback export FILE.py:VAR -o DIR`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,46 @@ def _opt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    from pullback.compiler.export.toolchain import ToolchainError
+    from pullback.library_export import export
+
+    file, sep, var = args.source.rpartition(":")
+    if not sep or not file or not var:
+        print(f"pullback export: expected FILE.py:VAR, got {args.source!r}", file=sys.stderr)
+        return 2
+    if not Path(file).is_file():
+        print(f"pullback export: no file {file!r}", file=sys.stderr)
+        return 2
+    namespace = runpy.run_path(file, run_name="__pullback_export__")
+    if var not in namespace:
+        names = ", ".join(k for k in namespace if not k.startswith("_"))
+        print(f"pullback export: {file} defines no {var!r} (it defines: {names})",
+              file=sys.stderr)
+        return 2
+    entries = namespace[var]
+    if callable(entries) and not isinstance(entries, dict):
+        entries = entries()
+    if not isinstance(entries, dict):
+        print(f"pullback export: {file}:{var} must be a dict of entry name -> pb.compile(...) "
+              f"object, or a function returning one; got {type(entries).__name__}",
+              file=sys.stderr)
+        return 2
+    name = args.name or Path(file).stem
+    try:
+        lib = export(args.output, name, entries, target=args.target)
+    except (ValueError, TypeError, ToolchainError) as e:
+        print(f"pullback export: {e}", file=sys.stderr)
+        return 1
+    for path in (lib.shared_library, lib.header, lib.manifest, lib.loader, lib.captured_values):
+        if path is not None:
+            print(path)
+    return 0
+
+
 _DEMO_OPTIONS = [("epochs", int, "passes over the training set"),
                  ("batch", int, "images per training step"),
                  ("width", int, "units per hidden layer"),
@@ -74,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, kind, text in _DEMO_OPTIONS:
         demo.add_argument(f"--{name}", type=kind, default=defaults[name], help=text)
     demo.set_defaults(run=_demo)
+    exp = sub.add_parser(
+        "export", help="write a kernel library (shared library, C header, manifest, loader)")
+    exp.add_argument("source", metavar="FILE.py:VAR",
+                     help="a Python file and the name of a dict of entry name -> "
+                          "pb.compile(...) object in it (or of a function returning one)")
+    exp.add_argument("-o", "--output", required=True, help="the folder to write")
+    exp.add_argument("--name", default=None, help="the library name (default: FILE's name)")
+    exp.add_argument("--target", default="host",
+                     help='"host", or a portable level such as "x86-64-v2" or "x86-64-v3"')
+    exp.set_defaults(run=_export)
     args = parser.parse_args(argv)
     return args.run(args)
 

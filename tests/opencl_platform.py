@@ -5,6 +5,9 @@ exists; CI sets PULLBACK_REQUIRE_OPENCL=1, so there a missing platform is a fail
 (tests/conftest.py).
 """
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -20,3 +23,21 @@ OPENCL = _available()
 NO_OPENCL = pytest.mark.skipif(
     not OPENCL,
     reason="no OpenCL platform (pip install pocl-binary-distribution for a CPU device)")
+
+
+def opencl_environment() -> dict[str, str]:
+    """The environment in which a C program sees the OpenCL platform pyopencl sees:
+    pyopencl's bundled ICD loader and PoCL where it ships them, else the system's."""
+    env = dict(os.environ)
+    import pyopencl
+
+    home = Path(pyopencl.__file__).parent
+    libs = home / ".libs"
+    loaders = sorted(libs.glob("libOpenCL*.so*"))
+    if loaders:
+        env["PULLBACK_OPENCL_LIBRARY"] = str(loaders[0])
+        env["PYOPENCL_HOME"] = str(home)  # the bundled loader reads it
+        icd = libs / "pocl.icd"
+        if icd.exists():
+            env["OCL_ICD_VENDORS"] = str(libs / icd.read_text().strip())
+    return env

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pullback.cli import main
@@ -65,3 +66,53 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "pullback.cli", "opt", "--list-passes"],
                          capture_output=True, text=True, check=True).stdout
     assert "autodiff" in out
+
+
+EXPORT_SOURCE = """
+import numpy as np
+import pullback as pb
+
+x = np.linspace(0.0, 1.0, 5)
+
+
+def entries():
+    return {"energy": pb.compile(lambda x: pb.sum(pb.sin(x) ** 2), x, mode="withgradient")}
+
+
+not_entries = 3
+"""
+
+
+def test_export_writes_a_library(tmp_path, capsys):
+    source = tmp_path / "kern.py"
+    source.write_text(EXPORT_SOURCE)
+    out = tmp_path / "out"
+    assert main(["export", f"{source}:entries", "-o", str(out), "--target", "x86-64-v2"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(printed) == sorted(str(out / f) for f in (
+        "libkern.so", "kern.h", "kern.json", "kern.py"))
+    sys.path.insert(0, str(out))
+    try:
+        import kern
+
+        x = np.linspace(0.0, 1.0, 5)
+        val, (g,) = kern.load().energy(x)
+    finally:
+        sys.path.remove(str(out))
+        sys.modules.pop("kern", None)
+    np.testing.assert_allclose(val, np.sum(np.sin(x) ** 2), rtol=1e-14)
+    np.testing.assert_allclose(g, 2 * np.sin(x) * np.cos(x), rtol=1e-13)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{file}", "expected FILE.py:VAR"),
+    ("{file}:missing", "defines no 'missing'"),
+    ("{file}:not_entries", "must be a dict of entry name"),
+    ("{dir}/nothere.py:entries", "no file"),
+])
+def test_export_errors(tmp_path, capsys, spec, message):
+    source = tmp_path / "kern.py"
+    source.write_text(EXPORT_SOURCE)
+    arg = spec.format(file=source, dir=tmp_path)
+    assert main(["export", arg, "-o", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err

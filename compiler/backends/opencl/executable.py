@@ -83,6 +83,16 @@ class OpenCLExecutable:
         self._local = threading.local()
         self._lock = threading.Lock()
 
+    @property
+    def spec(self) -> InputSpec:
+        """The dtypes and shapes of the inputs and outputs, and the inputs written in place."""
+        return self._spec
+
+    @property
+    def steps(self) -> tuple[Step | HostCall, ...]:
+        """The launch plan, in order (buffer indices: inputs, outputs, temporaries)."""
+        return tuple(self._steps)
+
     def _kernels(self) -> list[Any]:
         """This thread's kernel objects, one per launch step (None for host calls)."""
         kernels = getattr(self._local, "kernels", None)
