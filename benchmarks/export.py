@@ -54,19 +54,8 @@ def _gmm() -> tuple[dict[str, pb.Compiled], list[np.ndarray], Callable[[], Any]]
 
 def _train() -> tuple[dict[str, pb.Compiled], list[np.ndarray], Callable[[], Any]]:
     problem = mlp.setup()
-    (params,) = problem.params
     x, labels = problem.data
-    names = sorted(params)
-    arrays = tuple(params[k].copy() for k in names)
-    state = pb.optimisers.setup(pb.optimisers.Adam(1e-3), arrays)
-
-    def step(*args):
-        ps, xs, ls = args[:len(names)], args[-2], args[-1]
-        loss, grads = pb.withgradient(
-            lambda *p: mlp.objective(dict(zip(names, p)), xs, ls), *ps)
-        pb.optimisers.update(state, ps, grads)
-        return loss
-
+    step, arrays = mlp.adam_step(problem)
     c = pb.compile(step, *arrays, x, labels)
     return {"train_step": c}, [*arrays, x, labels], lambda: c(*arrays, x, labels)
 

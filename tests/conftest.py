@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 
-# The test session keeps pullback's disk caches (CPU code, OpenCL binaries) in a
-# folder of its own, deleted at exit: tests never read or fill the user's cache.
-# Set before anything imports pullback or initialises OpenCL.
+# The test session keeps no disk cache (CPU code, OpenCL binaries): tests never read
+# or fill the user's cache, every test compiles what it runs, and no time goes into
+# writing entries. The tests of the disk caches turn them on in a folder of their
+# own (`disk_cache_dir`). Set before anything imports pullback or initialises OpenCL.
+os.environ["PULLBACK_CACHE_DIR"] = ""
 _CACHE_DIR = tempfile.mkdtemp(prefix="pullback-test-cache-")
-os.environ["PULLBACK_CACHE_DIR"] = _CACHE_DIR
 atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 
 import pytest  # noqa: E402
@@ -29,3 +30,14 @@ DEVICES = ["cpu", pytest.param("opencl", marks=NO_OPENCL)]
 def device(request):
     """Each device in turn; tests that take it run once per device."""
     return request.param
+
+
+@pytest.fixture
+def disk_cache_dir(monkeypatch, tmp_path):
+    """Turn pullback's disk caches on, in a fresh folder, for one test."""
+    from pullback.compiler.backends import disk_cache
+
+    monkeypatch.setenv("PULLBACK_CACHE_DIR", str(tmp_path / "cache"))
+    previous = disk_cache.set_enabled(None)
+    yield tmp_path / "cache"
+    disk_cache.set_enabled(previous)

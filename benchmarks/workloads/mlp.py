@@ -40,6 +40,24 @@ def objective(params, x, labels):
     return pb.mean(pb.logsumexp(z, axis=1) - pb.sum(z * labels, axis=1))
 
 
+def adam_step(problem: Problem, lr: float = 1e-3):
+    """A training step to compile: `step(*params, x, labels)` takes the loss gradient and
+    applies Adam to every weight and bias in place (in sorted name order), returning the
+    loss. Returns the step and fresh copies of the parameters it was set up for."""
+    (params,) = problem.params
+    names = sorted(params)
+    arrays = tuple(params[k].copy() for k in names)
+    state = pb.optimisers.setup(pb.optimisers.Adam(lr), arrays)
+
+    def step(*args):
+        ps, xs, ls = args[:len(names)], args[-2], args[-1]
+        loss, grads = pb.withgradient(lambda *p: objective(dict(zip(names, p)), xs, ls), *ps)
+        pb.optimisers.update(state, ps, grads)
+        return loss
+
+    return step, arrays
+
+
 def _forward(params: dict[str, np.ndarray], x: np.ndarray) -> list[np.ndarray]:
     """Activations [x, h1, h2, z]."""
     acts = [x]

@@ -287,7 +287,7 @@ def _fresh_program(scale: float):
     return lambda v: pb.sum(pb.exp(pb.tanh(v) * scale))
 
 
-def test_loaded_program_makes_its_stage_texts_when_asked() -> None:
+def test_loaded_program_makes_its_stage_texts_when_asked(disk_cache_dir: Path) -> None:
     x = np.linspace(-1.0, 1.0, 23)
     f = _fresh_program(1.75)
     compiled = pb.compile(f, x)
@@ -305,7 +305,8 @@ def test_loaded_program_makes_its_stage_texts_when_asked() -> None:
 
 
 def test_printing_the_ir_bypasses_the_disk_cache(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 disk_cache_dir: Path) -> None:
     x = np.linspace(-1.0, 1.0, 19)
     f = _fresh_program(2.25)
     pb.compile(f, x)

@@ -63,25 +63,13 @@ def gmm_lib(tmp_path_factory, gmm_problem):
 
 def _mlp_step():
     problem = mlp.setup(batch=8, widths=(6, 5, 4, 3))
-    (params,) = problem.params
-    x, labels = problem.data
-    names = sorted(params)
-    arrays = tuple(params[k] for k in names)
-    state = pb.optimisers.setup(pb.optimisers.Adam(1e-2), arrays)
-
-    def step(*args):
-        ps, xs, ls = args[:len(names)], args[-2], args[-1]
-        loss, grads = pb.withgradient(
-            lambda *p: mlp.objective(dict(zip(names, p)), xs, ls), *ps)
-        pb.optimisers.update(state, ps, grads)
-        return loss
-
-    return step, arrays, x, labels, state
+    step, arrays = mlp.adam_step(problem, 1e-2)
+    return step, arrays, *problem.data
 
 
 @pytest.fixture(scope="module")
 def mlp_lib(tmp_path_factory):
-    step, arrays, x, labels, _ = _mlp_step()
+    step, arrays, x, labels = _mlp_step()
     c = pb.compile(step, *[a.copy() for a in arrays], x, labels)
     folder = tmp_path_factory.mktemp("mlp")
     return pb.export(folder, "mlp", {"train_step": c}), (step, arrays, x, labels)
@@ -127,7 +115,7 @@ def test_training_step_from_c_updates_in_place(mlp_lib, tmp_path):
     assert all(i["dtype"] == "float32" for i in spec["inputs"] if i["role"] != "captured"
                or i["dtype"] == "float32")
     # pullback in process: a fresh compiled step with its own Adam state, 3 steps
-    step2, arrays2, x2, labels2, _ = _mlp_step()
+    step2, arrays2, x2, labels2 = _mlp_step()
     ours = [a.copy() for a in arrays2]
     c = pb.compile(step2, *ours, x2, labels2)
     losses = [c(*ours, x2, labels2) for _ in range(3)]
@@ -263,7 +251,7 @@ def test_loader_training_step_keeps_its_state(mlp_lib):
     lib, (step, arrays, x, labels) = mlp_lib
     loaded = lib.load()
     params = [a.copy() for a in arrays]
-    step2, arrays2, x2, labels2, _ = _mlp_step()
+    step2, arrays2, x2, labels2 = _mlp_step()
     ours = [a.copy() for a in arrays2]
     c = pb.compile(step2, *ours, x2, labels2)
     for _ in range(3):

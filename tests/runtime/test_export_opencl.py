@@ -33,19 +33,8 @@ def problem():
 
 def _train(device):
     problem = mlp.setup(batch=8, widths=(6, 5, 4, 3))
-    (params,) = problem.params
+    step, arrays = mlp.adam_step(problem, 1e-2)
     x, labels = problem.data
-    names = sorted(params)
-    arrays = tuple(params[k].copy() for k in names)
-    state = pb.optimisers.setup(pb.optimisers.Adam(1e-2), arrays)
-
-    def step(*args):
-        ps, xs, ls = args[:len(names)], args[-2], args[-1]
-        loss, grads = pb.withgradient(
-            lambda *p: mlp.objective(dict(zip(names, p)), xs, ls), *ps)
-        pb.optimisers.update(state, ps, grads)
-        return loss
-
     return pb.compile(step, *arrays, x, labels, device=device), arrays, x, labels
 
 
