@@ -80,3 +80,22 @@ def test_checks_catch_a_wrong_derivative(monkeypatch):
         pb.set_disk_cache(previous)
         pb.clear_caches()
     assert {"gradient", "jvp", "jacobian", "hessian"} <= kinds
+
+
+def test_device_comparison_is_normwise_for_gradients():
+    # A device's gradient is compared to the first device's to rtol of the largest
+    # derivative of any argument: a derivative that cancels to 0 (here 1581 - 1581)
+    # keeps rounding residues of the terms' size on each device, and is not a failure;
+    # a real difference of 1e-6 of the largest derivative is.
+    from benchmarks.fuzzing.checks import Outcome, _compare_devices, _Results
+
+    program = Program([np.zeros(3), np.zeros(())], ["v0 = x0 * x1"], "v0", np.ones(3), 1)
+    cpu = _Results(grads=[np.array([1581.1, -2.0, 0.5]), np.array(-7.3e-12)])
+    residue = _Results(grads=[np.array([1581.1, -2.0, 0.5]), np.array(-3.5e-11)])
+    outcome = Outcome()
+    _compare_devices(outcome, program, ("cpu", "opencl"), {"cpu": cpu, "opencl": residue})
+    assert not outcome.failures
+    wrong = _Results(grads=[np.array([1581.1, -2.0 + 1.6e-3, 0.5]), np.array(-7.3e-12)])
+    outcome = Outcome()
+    _compare_devices(outcome, program, ("cpu", "opencl"), {"cpu": cpu, "opencl": wrong})
+    assert [f.kind for f in outcome.failures] == ["device"]

@@ -159,13 +159,14 @@ def _compare(got: Any, want: _Estimate, what: str) -> str | None:
             f"got {got[i]!r}, finite differences {want.value[i]!r} (tolerance {tol[i]:.3g})")
 
 
-def _close(got: Any, want: Any, rtol: float, what: str) -> str | None:
-    """None if `got` equals `want` to `rtol` of want's largest magnitude, else what differed."""
+def _close(got: Any, want: Any, rtol: float, what: str, scale: float = 0.0) -> str | None:
+    """None if `got` equals `want` to `rtol` of want's largest magnitude (or of `scale`,
+    if larger), else what differed."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         return f"{what}: shape {got.shape}, expected {want.shape}"
-    scale = float(np.max(np.abs(want), initial=0.0))
+    scale = max(scale, float(np.max(np.abs(want), initial=0.0)))
     tol = rtol * (np.abs(want) + scale) + 1e-300
     bad = ~(np.abs(got - want) <= tol)
     if not np.any(bad):
@@ -354,10 +355,15 @@ def _compare_devices(outcome: Outcome, program: Program, devices: tuple[str, ...
             if a is not None and b is not None:
                 _record(outcome, device, "device", _close(a, b, rtol, f"{field} vs {devices[0]}"))
         if other.grads is not None and first.grads is not None:
+            # Norm-wise: every entry to rtol of the largest derivative of any argument. A
+            # derivative that is a sum of terms cancelling to 0 (a scalar broadcast over
+            # many elements) keeps rounding residues of the terms' size, not its own.
+            largest = max((float(np.max(np.abs(g), initial=0.0)) for g in first.grads
+                           if g is not None), default=0.0)
             for k, (a, b) in enumerate(zip(other.grads, first.grads)):
                 if (a is None) != (b is None):
                     _record(outcome, device, "device",
                             f"gradient {k}: None on one device only")
                 elif a is not None:
                     _record(outcome, device, "device",
-                            _close(a, b, rtol, f"gradient {k} vs {devices[0]}"))
+                            _close(a, b, rtol, f"gradient {k} vs {devices[0]}", largest))
