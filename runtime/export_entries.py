@@ -259,7 +259,7 @@ def _plain_entry(name: str, compiled: Compiled) -> ExportEntry:
             rname = c_identifier(_result_name(program, r), taken)
             taken.add(rname)
             outputs.append(Array(rname, dtype, shape, "value",
-                                 description=f"result {_result_name(program, r)}"))
+                                 description=_result_words(program, r)))
             sources.append(FromNative(r))
     n = len(result_types)
     for k, arg in enumerate(prepared.grad_args):
@@ -274,6 +274,12 @@ def _plain_entry(name: str, compiled: Compiled) -> ExportEntry:
     return ExportEntry(name, mode, inputs, outputs, native_inputs, native_outputs, sources,
                        module, prepared.entry, compiled.device, _memory(compiled),
                        ins.captured)
+
+
+def _result_words(program: Program, r: int) -> str:
+    """How the header describes result `r`: "the result", or "result <path>"."""
+    path = _result_name(program, r)
+    return "the result" if path == "result" else f"result {path}"
 
 
 def _result_name(program: Program, r: int) -> str:
