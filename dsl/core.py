@@ -78,7 +78,8 @@ def astype(x: Tracer, dtype: np.dtype) -> Tracer:
     dtype = dtypes.canonical(dtype)
     if x.dtype == dtype:
         return x
-    return x.trace.emit(ad.ConvertOp(x.value, dtypes.to_ir(dtype)))
+    return x.trace.reuse((ad.ConvertOp.name, x.value, dtype),
+                         lambda: ad.ConvertOp(x.value, dtypes.to_ir(dtype)))
 
 
 def result_dtype(values: Sequence[object]) -> np.dtype:
@@ -122,7 +123,8 @@ def broadcast_to(x: Tracer, shape: tuple[int, ...]) -> Tracer:
         return x
     if ad.broadcast_shapes(x.shape, shape) != shape or x.ndim > len(shape):
         raise shape_error(f"cannot broadcast an array of shape {x.shape} to shape {shape}")
-    return x.trace.emit(ad.BroadcastOp(x.value, shape))
+    return x.trace.reuse((ad.BroadcastOp.name, x.value, tuple(shape)),
+                         lambda: ad.BroadcastOp(x.value, shape))
 
 
 def operands(trace: Trace, values: Sequence[object], dtype: np.dtype,
@@ -192,4 +194,5 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ..
 def reshape(x: Tracer, shape: tuple[int, ...]) -> Tracer:
     if x.shape == shape:
         return x
-    return x.trace.emit(ad.ReshapeOp(x.value, shape))
+    return x.trace.reuse((ad.ReshapeOp.name, x.value, tuple(shape)),
+                         lambda: ad.ReshapeOp(x.value, shape))

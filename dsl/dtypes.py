@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from xdsl.dialects.builtin import (
     Float32Type,
@@ -14,6 +16,8 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute
+
+from pullback.compiler.dialects.array import tensor_of
 
 # The four element types the array dialect carries, lowest to highest kind.
 SUPPORTED = (np.dtype(np.bool_), np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.float64))
@@ -49,7 +53,8 @@ def refuse_unsupported(value: object, what: str) -> None:
     """Raise TypeError when `value` (an array or number passed as `what`) cannot be used
     without losing information: complex numbers, masked arrays (the mask would be
     ignored), object, string, byte, void and time arrays, and floats wider than 64 bits."""
-    if isinstance(value, np.ma.MaskedArray):
+    masked = sys.modules.get("numpy.ma")  # not imported: no masked array exists
+    if masked is not None and isinstance(value, masked.MaskedArray):
         raise TypeError(
             f"{what} is a masked array (np.ma.MaskedArray): pullback would ignore its mask. "
             f"Pass arr.filled(fill_value) or use pb.where with the mask; pullback accepts "
@@ -94,7 +99,7 @@ def from_ir(element_type: Attribute) -> np.dtype:
 
 def tensor_type(shape: tuple[int, ...], dtype: np.dtype) -> TensorType:
     """The builtin tensor type of an array of `shape` and `dtype`."""
-    return TensorType(to_ir(dtype), list(shape))
+    return tensor_of(to_ir(dtype), shape)
 
 
 def is_float(dtype: np.dtype) -> bool:

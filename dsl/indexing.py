@@ -124,7 +124,9 @@ def getitem(x: Tracer, index: object) -> Tracer:
         dim += 1
     out = x
     if tuple(size) != x.shape or any(s != 0 for s in start) or any(s != 1 for s in stride):
-        out = x.trace.emit(ad.SliceOp(x.value, start, stride, size))
+        out = x.trace.reuse((ad.SliceOp.name, x.value, tuple(start), tuple(stride),
+                             tuple(size)),
+                            lambda: ad.SliceOp(x.value, start, stride, size))
     if not advanced:
         return core.reshape(out, tuple(n for _, n in layout))
     return _gather(out, advanced, layout, adjacent)

@@ -9,7 +9,7 @@ for an identical program without printing or hashing the IR.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -55,6 +55,7 @@ class Trace:
         self._numbering: dict[SSAValue, int] = {}
         self._insertion: list[Block] = [self.block]
         self._written: dict[BlockArgument, Tracer] = {}
+        self._reused: dict[tuple[object, ...], SSAValue] = {}
         self.shadows: dict[SSAValue, SSAValue] = {}
         """Float64 shadow of each int64 value computed from a differentiated integer input
         (see `integer_shadow`)."""
@@ -122,9 +123,27 @@ class Trace:
         integer_shadow.follow(self, op)
         return Tracer(self, op.results[0])
 
+    def reuse(self, key: tuple[object, ...], build: Callable[[], Operation]):
+        """The tracer of a side-effect-free op that `key` determines in full (its name,
+        operand values and parameters), emitted once per block: a repeat, such as the
+        same slice of the same array or the same constant in every step of a Python
+        loop, gets the first one's value. The op is built only the first time, so a
+        long unrolled trace is not slowed by ops the compiler would merge anyway."""
+        from pullback.dsl.tracer import Tracer
+
+        full_key = (self._insertion[-1], *key)
+        value = self._reused.get(full_key)
+        if value is not None:
+            return Tracer(self, value)
+        tracer = self.emit(build())
+        self._reused[full_key] = tracer.value
+        return tracer
+
     def full(self, value: float | int | bool, shape: tuple[int, ...], dtype: np.dtype):
         """A constant array (folded Python scalar)."""
-        return self.emit(ad.FullOp(value, dtypes.tensor_type(shape, dtype)))
+        # repr tells 0.0 from -0.0 and 1 from 1.0 from True, which compare equal
+        return self.reuse((ad.FullOp.name, type(value), repr(value), tuple(shape), dtype),
+                          lambda: ad.FullOp(value, dtypes.tensor_type(shape, dtype)))
 
     # -- writes -------------------------------------------------------------------------
 

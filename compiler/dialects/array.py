@@ -9,6 +9,7 @@ and lowering sees equal shapes. Element types are f64, f32, i64 and i1 (masks).
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -29,6 +30,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, SSAValue
 from xdsl.irdl import (
+    AttrSizedSegments,
     IRDLOperation,
     ParsePropInAttrDict,
     VarConstraint,
@@ -41,10 +43,48 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
+from xdsl.irdl.operations import VariadicDef
 from xdsl.traits import Commutative, MemoryWriteEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
 AnyTensor = base(TensorType)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tensor(element_type: Attribute, shape: tuple[int, ...]) -> TensorType:
+    return TensorType(element_type, shape)
+
+
+def tensor_of(element_type: Attribute, shape: Sequence[int]) -> TensorType:
+    """`tensor<shape x element_type>`. Types are immutable, and a trace builds the same
+    few many times: each is built (and verified) once."""
+    return _tensor(element_type, tuple(int(n) for n in shape))
+
+
+_FIXED: set[type[IRDLOperation]] = set()
+"""Op classes checked to have no variadic or optional operands, results, regions or
+successors and no segment sizes: `build_fixed` may build them."""
+
+
+def build_fixed(op: IRDLOperation, *, operands: Sequence[SSAValue | Operation] = (),
+                result_types: Sequence[Attribute] = (),
+                properties: dict[str, Attribute] | None = None) -> None:
+    """Initialise `op` of a fixed-arity class the way the generic IRDL builder would,
+    straight through `Operation.__init__`: a third of the builder's cost, and tracing
+    builds one op per array operation of the user's program."""
+    cls = type(op)
+    if cls not in _FIXED:
+        op_def = cls.get_irdl_definition()
+        variadic = [name for name, d in (*op_def.operands, *op_def.results,
+                                         *op_def.regions, *op_def.successors)
+                    if isinstance(d, VariadicDef)]
+        if variadic or any(isinstance(o, AttrSizedSegments) for o in op_def.options):
+            raise TypeError(f"'{op_def.name}' has variadic or optional parts "
+                            f"({', '.join(variadic) or 'segment sizes'}): build it "
+                            "with the generic IRDL builder")
+        _FIXED.add(cls)
+    Operation.__init__(op, operands=[SSAValue.get(o) for o in operands],
+                       result_types=result_types, properties=properties or {})
 
 
 def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
@@ -62,7 +102,12 @@ def element_type_of(value: SSAValue | Attribute) -> Attribute:
 
 
 def i64_array(values: Sequence[int]) -> DenseArrayBase:
-    """A `array<i64: ...>` attribute."""
+    """A `array<i64: ...>` attribute (immutable: each distinct one is built once)."""
+    return _i64_array(tuple(int(v) for v in values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _i64_array(values: tuple[int, ...]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, list(values))
 
 
@@ -91,7 +136,7 @@ class ConstantOp(IRDLOperation):
     assembly_format = "$value attr-dict `:` type($result)"
 
     def __init__(self, value: DenseIntOrFPElementsAttr):
-        super().__init__(properties={"value": value}, result_types=[value.type])
+        build_fixed(self, properties={"value": value}, result_types=[value.type])
 
 
 @irdl_op_definition
@@ -111,7 +156,7 @@ class FullOp(IRDLOperation):
         else:
             assert isinstance(el, IntegerType)
             attr = IntegerAttr(int(value), el)
-        super().__init__(properties={"value": attr}, result_types=[type])
+        build_fixed(self, properties={"value": attr}, result_types=[type])
 
     @property
     def scalar(self) -> float | int:
@@ -143,7 +188,7 @@ class UnaryOp(IRDLOperation, abc.ABC):
 
     def __init__(self, operand: SSAValue | Operation):
         operand = SSAValue.get(operand)
-        super().__init__(operands=[operand], result_types=[operand.type])
+        build_fixed(self, operands=[operand], result_types=[operand.type])
 
     def verify_(self) -> None:
         if self.FLOAT_ONLY:
@@ -163,7 +208,7 @@ class BinaryOp(IRDLOperation, abc.ABC):
 
     def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
         lhs = SSAValue.get(lhs)
-        super().__init__(operands=[lhs, rhs], result_types=[lhs.type])
+        build_fixed(self, operands=[lhs, rhs], result_types=[lhs.type])
 
     def verify_(self) -> None:
         if self.FLOAT_ONLY:
@@ -325,10 +370,10 @@ class CompareOp(IRDLOperation):
 
     def __init__(self, predicate: str, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
         lhs = SSAValue.get(lhs)
-        super().__init__(
+        build_fixed(self,
             operands=[lhs, rhs],
             properties={"predicate": StringAttr(predicate)},
-            result_types=[TensorType(i1, shape_of(lhs))],
+            result_types=[tensor_of(i1, shape_of(lhs))],
         )
 
     def verify_(self) -> None:
@@ -362,7 +407,7 @@ class SelectOp(IRDLOperation):
     def __init__(self, cond: SSAValue | Operation, on_true: SSAValue | Operation,
                  on_false: SSAValue | Operation):
         on_true = SSAValue.get(on_true)
-        super().__init__(operands=[cond, on_true, on_false], result_types=[on_true.type])
+        build_fixed(self, operands=[cond, on_true, on_false], result_types=[on_true.type])
 
     def verify_(self) -> None:
         want = TensorType(i1, shape_of(self.result))
@@ -384,8 +429,8 @@ class ConvertOp(IRDLOperation):
 
     def __init__(self, operand: SSAValue | Operation, element_type: Attribute):
         operand = SSAValue.get(operand)
-        super().__init__(
-            operands=[operand], result_types=[TensorType(element_type, shape_of(operand))]
+        build_fixed(self,
+            operands=[operand], result_types=[tensor_of(element_type, shape_of(operand))]
         )
 
     def verify_(self) -> None:
@@ -434,9 +479,9 @@ class BroadcastOp(_TypedUnaryShapeOp):
 
     def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
         operand = SSAValue.get(operand)
-        super().__init__(
+        build_fixed(self,
             operands=[operand],
-            result_types=[TensorType(element_type_of(operand), list(shape))],
+            result_types=[tensor_of(element_type_of(operand), list(shape))],
         )
 
     def verify_(self) -> None:
@@ -455,9 +500,9 @@ class ReshapeOp(_TypedUnaryShapeOp):
 
     def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
         operand = SSAValue.get(operand)
-        super().__init__(
+        build_fixed(self,
             operands=[operand],
-            result_types=[TensorType(element_type_of(operand), list(shape))],
+            result_types=[tensor_of(element_type_of(operand), list(shape))],
         )
 
     def verify_(self) -> None:
@@ -482,11 +527,11 @@ class TransposeOp(_TypedUnaryShapeOp):
     def __init__(self, operand: SSAValue | Operation, permutation: Sequence[int]):
         operand = SSAValue.get(operand)
         shape = shape_of(operand)
-        super().__init__(
+        build_fixed(self,
             operands=[operand],
             properties={"permutation": i64_array(permutation)},
             result_types=[
-                TensorType(element_type_of(operand), [shape[p] for p in permutation])
+                tensor_of(element_type_of(operand), [shape[p] for p in permutation])
             ],
         )
 
@@ -530,10 +575,10 @@ class ReduceOp(IRDLOperation, abc.ABC):
         shape = shape_of(operand)
         axes = sorted(axes)
         out = [d for i, d in enumerate(shape) if i not in axes]
-        super().__init__(
+        build_fixed(self,
             operands=[operand],
             properties={"axes": i64_array(axes)},
-            result_types=[TensorType(element_type_of(operand), out)],
+            result_types=[tensor_of(element_type_of(operand), out)],
         )
 
     @property
@@ -626,9 +671,9 @@ class MatmulOp(IRDLOperation):
     def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
         lhs, rhs = SSAValue.get(lhs), SSAValue.get(rhs)
         a, b = shape_of(lhs), shape_of(rhs)
-        super().__init__(
+        build_fixed(self,
             operands=[lhs, rhs],
-            result_types=[TensorType(element_type_of(lhs), [*a[:-1], b[-1]])],
+            result_types=[tensor_of(element_type_of(lhs), [*a[:-1], b[-1]])],
         )
 
     def verify_(self) -> None:
@@ -681,10 +726,10 @@ class SliceOp(_TypedUnaryShapeOp):
     def __init__(self, operand: SSAValue | Operation, start: Sequence[int],
                  stride: Sequence[int], shape: Sequence[int]):
         operand = SSAValue.get(operand)
-        super().__init__(
+        build_fixed(self,
             operands=[operand],
             properties={"start": i64_array(start), "stride": i64_array(stride)},
-            result_types=[TensorType(element_type_of(operand), list(shape))],
+            result_types=[tensor_of(element_type_of(operand), list(shape))],
         )
 
     @property
@@ -726,7 +771,7 @@ class UpdateSliceOp(IRDLOperation):
     def __init__(self, base_: SSAValue | Operation, value: SSAValue | Operation,
                  start: Sequence[int], stride: Sequence[int]):
         base_ = SSAValue.get(base_)
-        super().__init__(
+        build_fixed(self,
             operands=[base_, value],
             properties={"start": i64_array(start), "stride": i64_array(stride)},
             result_types=[base_.type],
@@ -781,10 +826,10 @@ class TakeOp(IRDLOperation):
                  axis: int):
         operand, indices = SSAValue.get(operand), SSAValue.get(indices)
         shape = gather_shape(shape_of(operand), shape_of(indices), axis)
-        super().__init__(
+        build_fixed(self,
             operands=[operand, indices],
             properties={"axis": IntegerAttr(axis, i64)},
-            result_types=[TensorType(element_type_of(operand), shape)],
+            result_types=[tensor_of(element_type_of(operand), shape)],
         )
 
     def verify_(self) -> None:
@@ -817,7 +862,7 @@ class ScatterAddOp(IRDLOperation):
     def __init__(self, base_: SSAValue | Operation, indices: SSAValue | Operation,
                  updates: SSAValue | Operation, axis: int):
         base_ = SSAValue.get(base_)
-        super().__init__(
+        build_fixed(self,
             operands=[base_, indices, updates],
             properties={"axis": IntegerAttr(axis, i64)},
             result_types=[base_.type],
@@ -853,7 +898,7 @@ class ConcatenateOp(IRDLOperation):
         super().__init__(
             operands=[vals],
             properties={"axis": IntegerAttr(axis, i64)},
-            result_types=[TensorType(element_type_of(vals[0]), shape)],
+            result_types=[tensor_of(element_type_of(vals[0]), shape)],
         )
 
     def verify_(self) -> None:
@@ -902,7 +947,7 @@ class AssignOp(IRDLOperation):
     assembly_format = "$target `,` $value attr-dict `:` type($target)"
 
     def __init__(self, target: SSAValue | Operation, value: SSAValue | Operation):
-        super().__init__(operands=[SSAValue.get(target), SSAValue.get(value)])
+        build_fixed(self, operands=[SSAValue.get(target), SSAValue.get(value)])
 
     def verify_(self) -> None:
         target = self.target
