@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import linecache
-import os
-import sys
 
-_PACKAGE_ROOTS = tuple(
-    os.path.dirname(os.path.abspath(p)) + os.sep
-    for p in (__file__, os.path.join(os.path.dirname(__file__), "..", "runtime", "x"),
-              os.path.join(os.path.dirname(__file__), "..", "compiler", "x"))
-)
-_SKIP = (os.sep + "numpy" + os.sep, "<__array_function__", "contextlib.py")
-
-
-def _is_internal(filename: str) -> bool:
-    path = os.path.abspath(filename)
-    return path.startswith(_PACKAGE_ROOTS) or any(s in filename for s in _SKIP)
+from pullback.dsl.locations import user_frame
 
 
 def user_location() -> str:
     """`file:line: source` of the innermost frame outside pullback and numpy."""
-    frame = sys._getframe(1)
-    while frame is not None and _is_internal(frame.f_code.co_filename):
-        frame = frame.f_back
+    frame = user_frame()
     if frame is None:
         return "<unknown location>"
     filename, lineno = frame.f_code.co_filename, frame.f_lineno

@@ -11,9 +11,9 @@ the enclosing trace the region's value is
 
 with `sg` = `ad.stop_gradient`: the value is `y` (the second term is zero), and the
 reverse pass sees exactly one derivative, `J`, with respect to `x` (`J` itself is
-computed from stopped values only). After differentiation the runtime drops the zero
-term from the value (`drop_derivative_terms`). Closed-over values are stopped: they
-get no derivative through the region.
+computed from stopped values only). After differentiation the `drop-derivative-terms`
+pass drops the zero term from the value. Closed-over values are stopped: they get no
+derivative through the region.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
 from xdsl.ir import Block, Region, SSAValue
 
 from pullback.compiler.autodiff.forward import build_jvp
-from pullback.compiler.autodiff.functions import bind_zeros, is_float
+from pullback.compiler.autodiff.functions import is_float
 from pullback.compiler.autodiff.vmap import build_vmap
 from pullback.compiler.context import make_context
-from pullback.compiler.dialects.ad import StopGradientOp
-from pullback.compiler.dialects.array import AddOp
+from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, StopGradientOp
 from pullback.compiler.passes import get_pass
+from pullback.compiler.transforms.bind_zeros import bind_zeros
 from pullback.dsl import core, dtypes, integer_shadow
 from pullback.dsl import ops as dsl_ops
 from pullback.dsl.regions import capture
@@ -41,23 +41,6 @@ from pullback.dsl.tracer import Tracer
 
 DEFAULT_CHUNK_THRESHOLD = 32
 """Tangent directions per forward pass when `chunk_threshold` is not given."""
-
-FORWARDDIFF_MARK = "pullback.forwarddiff"
-"""Unit attribute on two ops of a forwarddiff region: the `ad.stop_gradient` of its
-input and the `array.add` of its value and the zero derivative term. The region's
-Jacobian is constant to any further differentiation (no second order); once every AD
-pass has run, the add can be replaced by its value operand (`drop_derivative_terms`)."""
-
-
-def drop_derivative_terms(module: ModuleOp) -> None:
-    """After differentiation: each region's value `y + (x - sg(x)) @ J^T` becomes `y`,
-    so the zero term (and the Jacobian, where only the value needs it) is not computed
-    for the value, and an infinite Jacobian entry cannot turn it into NaN."""
-    for op in list(module.walk()):
-        if isinstance(op, AddOp) and FORWARDDIFF_MARK in op.attributes:
-            op.result.replace_all_uses_with(op.lhs)
-            op.detach()
-            op.erase()
 
 
 def forwarddiff(f: Callable[[Any], Any], x: Any,

@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from xdsl.ir import Operation
 
 from pullback.compiler.dialects import array as ad
 from pullback.compiler.dialects.ad import StopGradientOp
+from pullback.compiler.dialects.traits import FloatOnly, has
 from pullback.dsl import core, dtypes
 from pullback.dsl.core import compare, elementwise, is_traced, lift, trace_of
 from pullback.dsl.errors import shape_error
@@ -24,8 +26,10 @@ from pullback.dsl.tracer import Tracer
 ArrayLike = Any
 
 
-def _unary(name: str, op_cls: type, np_fn: Callable[[Any], Any], *,
-           float_result: bool = True) -> Callable[[ArrayLike], ArrayLike]:
+def _unary(name: str, op_cls: type[Operation],
+           np_fn: Callable[[Any], Any]) -> Callable[[ArrayLike], ArrayLike]:
+    float_result = has(op_cls, FloatOnly)
+
     def fn(x: ArrayLike) -> ArrayLike:
         if not is_traced(x):
             return np_fn(x)
@@ -36,8 +40,10 @@ def _unary(name: str, op_cls: type, np_fn: Callable[[Any], Any], *,
     return fn
 
 
-def _binary(name: str, op_cls: type, np_fn: Callable[[Any, Any], Any], *,
-            float_result: bool = False) -> Callable[[ArrayLike, ArrayLike], ArrayLike]:
+def _binary(name: str, op_cls: type[Operation],
+            np_fn: Callable[[Any, Any], Any]) -> Callable[[ArrayLike, ArrayLike], ArrayLike]:
+    float_result = has(op_cls, FloatOnly)
+
     def fn(x: ArrayLike, y: ArrayLike) -> ArrayLike:
         if not is_traced(x, y):
             return np_fn(x, y)
@@ -61,9 +67,9 @@ def _comparison(name: str, predicate: str, np_fn: Callable[[Any, Any], Any]) -> 
 
 # -- elementwise ------------------------------------------------------------------------
 
-negative = _unary("negative", ad.NegOp, np.negative, float_result=False)
-abs = _unary("abs", ad.AbsOp, np.abs, float_result=False)  # noqa: A001
-sign = _unary("sign", ad.SignOp, np.sign, float_result=False)
+negative = _unary("negative", ad.NegOp, np.negative)
+abs = _unary("abs", ad.AbsOp, np.abs)  # noqa: A001
+sign = _unary("sign", ad.SignOp, np.sign)
 exp = _unary("exp", ad.ExpOp, np.exp)
 log = _unary("log", ad.LogOp, np.log)
 log1p = _unary("log1p", ad.Log1pOp, np.log1p)
@@ -82,10 +88,10 @@ arctan = _unary("arctan", ad.ArctanOp, np.arctan)
 add = _binary("add", ad.AddOp, np.add)
 subtract = _binary("subtract", ad.SubOp, np.subtract)
 multiply = _binary("multiply", ad.MulOp, np.multiply)
-divide = _binary("divide", ad.DivOp, np.divide, float_result=True)
+divide = _binary("divide", ad.DivOp, np.divide)
 maximum = _binary("maximum", ad.MaximumOp, np.maximum)
 minimum = _binary("minimum", ad.MinimumOp, np.minimum)
-arctan2 = _binary("arctan2", ad.Arctan2Op, np.arctan2, float_result=True)
+arctan2 = _binary("arctan2", ad.Arctan2Op, np.arctan2)
 
 less = _comparison("less", "lt", np.less)
 less_equal = _comparison("less_equal", "le", np.less_equal)
@@ -113,7 +119,7 @@ def power(x: ArrayLike, y: ArrayLike) -> ArrayLike:
         for _ in range(int(y) - 1):
             out = multiply(out, t)
         return out
-    return elementwise(ad.PowOp, [x, y], "power", float_result=True)
+    return elementwise(ad.PowOp, [x, y], "power", float_result=has(ad.PowOp, FloatOnly))
 
 
 def clip(x: ArrayLike, a_min: ArrayLike = None, a_max: ArrayLike = None) -> ArrayLike:

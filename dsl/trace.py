@@ -16,12 +16,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnknownLoc,
+)
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from pullback.compiler.dialects import array as ad
 from pullback.compiler.dialects.ad import ReverseBeginOp
 from pullback.dsl import dtypes, integer_shadow
+from pullback.dsl.errors import shape_error
+from pullback.dsl.locations import here
 
 if TYPE_CHECKING:
     from pullback.dsl.tracer import Tracer
@@ -97,6 +106,7 @@ class Trace:
         if param:
             self.key.append(("param",))
         tracer = self.new_input(arr.shape, dtypes.float_of(dt) if param else dt)
+        tracer.value.location = here()  # the line that first reads it
         if param and dt.kind == "i":
             self._insertion.append(self.block)  # the conversion dominates every region
             try:
@@ -109,12 +119,15 @@ class Trace:
         return tracer
 
     def emit(self, op: Operation):
-        """Append `op`; return the tracer of its single result."""
+        """Append `op`; return the tracer of its single result. The op's location
+        becomes the user's line that made it (the key does not include it)."""
         from pullback.dsl.tracer import Tracer
 
         redirected = integer_shadow.redirect(self, op)
         if redirected is not None:
             return redirected
+        if isinstance(op.location, UnknownLoc):  # an inlined op keeps its own
+            op.location = here()
         self._insertion[-1].add_op(op)
         props = tuple((k, _text(v)) for k, v in op.properties.items())
         operands = tuple(self._numbering[o] for o in op.operands)
@@ -155,7 +168,7 @@ class Trace:
         compiled function returns (`array.assign`).
         """
         if value.shape != dst.shape or value.dtype != dst.dtype:
-            raise ValueError(
+            raise shape_error(
                 f"an in-place write into a traced array of shape {dst.shape} and dtype "
                 f"{dst.dtype} got a value of shape {value.shape} and dtype {value.dtype}")
         integer_shadow.check_write(self, dst.value)

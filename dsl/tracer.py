@@ -9,7 +9,12 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
 
 from pullback.dsl import dtypes
-from pullback.dsl.errors import bool_conversion_error, concretization_error
+from pullback.dsl.errors import (
+    bool_conversion_error,
+    concretization_error,
+    shape_error,
+    user_location,
+)
 
 if TYPE_CHECKING:
     from pullback.dsl.trace import Trace
@@ -87,12 +92,13 @@ class Tracer:
 
     def _in_place(self, new: Tracer) -> Tracer:
         if new.shape != self.shape:
-            raise ValueError(f"in-place operation: the result of shape {new.shape} cannot be "
-                             f"written into an array of shape {self.shape}")
+            raise shape_error(f"in-place operation: the result of shape {new.shape} cannot "
+                              f"be written into an array of shape {self.shape}")
         if new.dtype != self.dtype:
             if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
                 raise TypeError(f"in-place operation: cannot cast the result of dtype "
-                                f"{new.dtype} to the array's dtype {self.dtype}")
+                                f"{new.dtype} to the array's dtype {self.dtype} at "
+                                f"{user_location()}")
             new = _ops().astype(new, self.dtype)
         self.trace.write(self, new)
         return self

@@ -5,76 +5,69 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
-from pullback.compiler.passes import PASSES
+import pullback
+from pullback.cli_files import CommandError
+from pullback.cli_opt import add_opt_command
 from pullback.demo import DemoUnavailable
 from pullback.demo import run as demo_run
 
+T = TypeVar("T")
 
-def _opt(args: argparse.Namespace) -> int:
-    from xdsl.parser import Parser
-    from xdsl.utils.exceptions import ParseError, VerifyException
 
-    from pullback.compiler.context import make_context
-    from pullback.compiler.passes import parse_pipeline
-
-    if args.list_passes:
-        for name in PASSES:
-            print(name)
-        return 0
-    if args.file is None:
-        print("pullback opt: give an MLIR file (or - for standard input)", file=sys.stderr)
-        return 2
-    text = sys.stdin.read() if args.file == "-" else open(args.file).read()
-    ctx = make_context()
+def _user_code(file: str, what: str, run: Callable[[], T]) -> T:
+    """`run()`, which runs code of the user's `file`; its exceptions become a
+    `CommandError` naming the exception and the innermost line of `file` it passed."""
     try:
-        module = Parser(ctx, text, args.file).parse_module()
-        if args.passes:
-            parse_pipeline(args.passes).apply(ctx, module)
-        if args.verify:
-            module.verify()
-    except (ParseError, VerifyException, KeyError, ValueError) as e:
-        print(f"pullback opt: {e}", file=sys.stderr)
-        return 1
-    print(module)
-    return 0
+        return run()
+    except SyntaxError as e:
+        raise CommandError(f"{e.filename}:{e.lineno}: {e.msg}") from None
+    except Exception as e:
+        own = os.path.realpath(file)
+        lines = [f for f in traceback.extract_tb(e.__traceback__)
+                 if os.path.realpath(f.filename) == own]
+        where = f" at {file}:{lines[-1].lineno}" if lines else ""
+        raise CommandError(f"{what} raised {type(e).__name__}{where}: {e}") from None
 
 
 def _export(args: argparse.Namespace) -> int:
     import runpy
-    from pathlib import Path
 
     from pullback.compiler.export.toolchain import ToolchainError
     from pullback.library_export import export
 
     file, sep, var = args.source.rpartition(":")
     if not sep or not file or not var:
-        print(f"pullback export: expected FILE.py:VAR, got {args.source!r}", file=sys.stderr)
-        return 2
+        raise CommandError(f"expected FILE.py:VAR, got {args.source!r}", 2)
     if not Path(file).is_file():
-        print(f"pullback export: no file {file!r}", file=sys.stderr)
-        return 2
-    namespace = runpy.run_path(file, run_name="__pullback_export__")
+        raise CommandError(f"no file {file!r}", 2)
+    if not os.access(file, os.R_OK):
+        raise CommandError(f"cannot read {file!r}: permission denied", 2)
+    namespace = _user_code(file, f"running {file}",
+                           lambda: runpy.run_path(file, run_name="__pullback_export__"))
     if var not in namespace:
         names = ", ".join(k for k in namespace if not k.startswith("_"))
-        print(f"pullback export: {file} defines no {var!r} (it defines: {names})",
-              file=sys.stderr)
-        return 2
+        raise CommandError(f"{file} defines no {var!r} (it defines: {names})", 2)
     entries = namespace[var]
     if callable(entries) and not isinstance(entries, dict):
-        entries = entries()
+        entries = _user_code(file, f"{file}:{var}()", entries)
     if not isinstance(entries, dict):
-        print(f"pullback export: {file}:{var} must be a dict of entry name -> pb.compile(...) "
-              f"object, or a function returning one; got {type(entries).__name__}",
-              file=sys.stderr)
-        return 2
+        raise CommandError(f"{file}:{var} must be a dict of entry name -> pb.compile(...) "
+                           f"object, or a function returning one; got {type(entries).__name__}",
+                           2)
     name = args.name or Path(file).stem
     try:
         lib = export(args.output, name, entries, target=args.target)
     except (ValueError, TypeError, ToolchainError) as e:
-        print(f"pullback export: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot write {e.filename or args.output!r}: {e.strerror}") from None
     for path in (lib.shared_library, lib.header, lib.manifest, lib.loader, lib.captured_values):
         if path is not None:
             print(path)
@@ -92,20 +85,15 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         demo_run(device=args.device, **{name: getattr(args, name) for name, _, _ in _DEMO_OPTIONS})
     except (DemoUnavailable, ValueError) as e:
-        print(f"pullback demo: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(str(e)) from None
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pullback", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pullback {pullback.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    opt = sub.add_parser("opt", help="run named passes on an MLIR file and print the result")
-    opt.add_argument("file", nargs="?", help="MLIR text file, or - for standard input")
-    opt.add_argument("-p", "--passes", default="", help="comma-separated pass pipeline")
-    opt.add_argument("--list-passes", action="store_true", help="list the registered passes")
-    opt.add_argument("--verify", action="store_true", help="verify the module after the passes")
-    opt.set_defaults(run=_opt)
+    add_opt_command(sub)
     demo = sub.add_parser(
         "demo", help="train a digit classifier with compiled, eagerly updated, checkpointed steps",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -125,8 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--target", default="host",
                      help='"host", or a portable level such as "x86-64-v2" or "x86-64-v3"')
     exp.set_defaults(run=_export)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser
+
+
+def _quiet_closed_stdout() -> int:
+    """After standard output's reader went away (`pullback opt f.mlir | head -1`):
+    point stdout at /dev/null so that flushing at exit fails no more, and exit 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `pullback` command with `argv` (default: `sys.argv[1:]`); the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        status = args.run(args)
+        sys.stdout.flush()
+    except CommandError as e:
+        print(f"pullback {args.command}: {e}", file=sys.stderr)
+        return e.status
+    except BrokenPipeError:
+        return _quiet_closed_stdout()
+    except KeyboardInterrupt:
+        return 130
+    return status
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 
-from pullback import api, devices, jacobians, pipeline, signatures
+from pullback import api, devices, jacobians, mode_pipeline, pipeline, signatures
 from pullback.compiler.backends.kernel_level import numpy_dtype
+from pullback.compiler.located_stages import located_stages
 from pullback.compiler.transforms.memory_plan import MemoryReport
 from pullback.params import Params
 from pullback.program import Program, trace_program
@@ -32,12 +33,17 @@ class Compiled:
     pass), `llvm_ir` or `opencl_source` (the generated code).
     """
 
+    _located: dict[str, str] | None = None
+    """The stage texts with source locations, once `ir(..., locations=True)` made them."""
+
     def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], mode: str | None,
-                 device: str):
+                 device: str, passes: mode_pipeline.PassInsertions | None = None):
         if mode is not None and mode not in COMPILE_MODES:
             raise ValueError(
                 f"unknown mode '{mode}'; accepted modes: {', '.join(COMPILE_MODES)}")
         self.device = device
+        self.insertions = mode_pipeline.insertions_of(passes)
+        """The passes inserted into the mode's pipeline, checked (`passes=`)."""
         self.function = f
         """The function compiled (kept for `pb.export`, which names captured arrays)."""
         if mode in BATCHED_MODES:
@@ -72,8 +78,9 @@ class Compiled:
             core_mode = "value"
         t0 = time.perf_counter()
         self._built = pipeline.compiled(self.program, core_mode, device, keep_ir=True,
-                                        cotangents=self._cts)
-        self._value = (pipeline.compiled(self.program, "value", device, keep_ir=True)
+                                        cotangents=self._cts, insertions=self.insertions)
+        self._value = (pipeline.compiled(self.program, "value", device, keep_ir=True,
+                                         insertions=self.insertions)
                        if mode == "pullback" else None)
         self.timings: dict[str, float] = {"trace": trace_time,
                                           "compile": time.perf_counter() - t0}
@@ -83,7 +90,8 @@ class Compiled:
         """Jacobian and Hessian modes: the traced, compiled call of `jacobians`."""
         t0 = time.perf_counter()
         if self.mode in ("jacobian", "withjacobian"):
-            self._plan = jacobians.JacobianCall(f, args, self.device, self.mode, keep_ir=True)
+            self._plan = jacobians.JacobianCall(f, args, self.device, self.mode, keep_ir=True,
+                                                insertions=self.insertions)
         else:
             if self.mode != "diaghessian":
                 if len(args) != 1:
@@ -91,7 +99,7 @@ class Compiled:
                 jacobians.check_hessian_argument(args[0], self.mode)
             core = "hessian_reverse" if self.mode == "hessian_reverse" else "hessian"
             self._plan = jacobians.SecondDerivativeCall(f, args, self.device, core, self.mode,
-                                                        keep_ir=True)
+                                                        keep_ir=True, insertions=self.insertions)
         self.program = self._plan.traced.program
         free = ([] if getattr(self._plan, "params", None) is not None
                 else self._plan.traced.free_positions())
@@ -126,8 +134,15 @@ class Compiled:
 
     @property
     def stages(self) -> dict[str, str]:
-        """MLIR text after each stage, in pipeline order."""
+        """MLIR text after each stage, in pipeline order: `trace` (the traced module),
+        then one per pass, keyed by the pass's name (`name#k` for its k-th run)."""
         return {} if self._built is None else dict(self._built.stages)
+
+    @property
+    def pipeline(self) -> str:
+        """The pass pipeline text this mode runs on the traced module (`stages["trace"]`):
+        `pullback opt traced.mlir -p "<pipeline>"` gives the last stage's text."""
+        return self._compiled.pipeline
 
     @property
     def code(self) -> str:
@@ -165,12 +180,23 @@ class Compiled:
         derivatives = exe.output_types[built.num_results:]
         return exe.memory.with_gradients(sum(_tensor_bytes(t) for t in derivatives))
 
-    def ir(self, stage: str = "simplify") -> str:
-        """MLIR text after `stage` (one of `stages`)."""
+    def ir(self, stage: str | None = None, *, locations: bool = False) -> str:
+        """MLIR text after `stage` (one of `stages`); by default the array-level module
+        the lowering starts from (the stage before `convert-array-to-loops`). With
+        `locations`, each op ends with its source location, `loc("model.py":12:9)`
+        (the user's line that traced it; made when first asked for, by replaying
+        `pipeline` on the traced module)."""
         stages = self._compiled.stages
+        if stage is None:
+            keys = list(stages)
+            stage = keys[keys.index("convert-array-to-loops") - 1]
         if stage not in stages:
             raise KeyError(f"no stage '{stage}'; stages: {', '.join(stages)}")
-        return stages[stage]
+        if not locations:
+            return stages[stage]
+        if self._located is None:
+            self._located = located_stages(self.program.module, self.pipeline)
+        return self._located[stage]
 
     def _inputs(self, args: tuple[Any, ...]) -> tuple[list[Any], list[np.ndarray]]:
         leaves, tree = flatten(tuple(args))
@@ -230,7 +256,8 @@ def _tensor_bytes(t: TensorType) -> int:
 
 
 def compile(f: Callable[..., Any], *example_args: Any, mode: str | None = None,  # noqa: A001
-            device: str | None = None) -> Compiled:
+            device: str | None = None,
+            passes: mode_pipeline.PassInsertions | None = None) -> Compiled:
     """Trace and compile `f` for arguments like `example_args`.
 
     Args:
@@ -242,8 +269,11 @@ def compile(f: Callable[..., Any], *example_args: Any, mode: str | None = None, 
         default "gradient", or "value" for a function that writes its arguments in
         place (a training step: `x -= ...`, `x[...] = ...`, `pb.optimisers.update`).
       device: "cpu" by default.
+      passes: registered passes to insert into the mode's pipeline, next to every run of
+        an anchor pass: `{"after": {"simplify": ["my-pass"]}, "before": {"dce": [...]}}`
+        (pass texts, options allowed: `"my-pass{factor=2}"`; see `.pipeline`).
 
     Returns:
       A `Compiled` object; call it with new arguments of the same signature.
     """
-    return Compiled(f, example_args, mode, devices.resolve(device))
+    return Compiled(f, example_args, mode, devices.resolve(device), passes)

@@ -235,7 +235,8 @@ def _plain_entry(name: str, compiled: Compiled) -> ExportEntry:
     mode = compiled.mode
     core = {"value": "value", "pullback": "pullback"}.get(
         mode, "gradient" if compiled._cts else "value")
-    prepared = pipeline.prepare(program, core, cotangents=compiled._cts)
+    prepared = pipeline.prepare(program, core, cotangents=compiled._cts,
+                                insertions=compiled.insertions)
     module = _module_for(name, compiled, prepared, compiled._built)
     ins = _inputs(compiled, program, compiled._expected.paths(),
                   tuple(compiled._built.executable._spec.written))
@@ -273,7 +274,7 @@ def _plain_entry(name: str, compiled: Compiled) -> ExportEntry:
         sources.append(FromNative(n + k))
     return ExportEntry(name, mode, inputs, outputs, native_inputs, native_outputs, sources,
                        module, prepared.entry, compiled.device, _memory(compiled),
-                       ins.captured)
+                       ins.captured, prepared.pipeline.lowering_text)
 
 
 def _result_words(program: Program, r: int) -> str:
@@ -308,7 +309,8 @@ def _jacobian_entry(name: str, compiled: Compiled) -> ExportEntry:
                             "is nothing to export")
     wrt = (tuple(p for p in plan.traced.position if p is not None) if plan.params is None
            else tuple(a for a, _ in program.param_args()))
-    prepared = pipeline.prepare(program, "jacobian", cotangents=(plan.out,), wrt=wrt)
+    prepared = pipeline.prepare(program, "jacobian", cotangents=(plan.out,), wrt=wrt,
+                                insertions=compiled.insertions)
     module = _module_for(name, compiled, prepared, plan.built)
     ins = _inputs(compiled, program, _free_leaf_names(compiled))
     inputs = ins.arrays
@@ -350,7 +352,7 @@ def _jacobian_entry(name: str, compiled: Compiled) -> ExportEntry:
         sources.append(FromNative(grad_at[arg]) if arg in grad_at else Zeros())
     return ExportEntry(name, compiled.mode, inputs, outputs, native_inputs, native_outputs,
                        sources, module, prepared.entry, compiled.device, _memory(compiled),
-                       ins.captured)
+                       ins.captured, prepared.pipeline.lowering_text)
 
 
 # -- hessian, hessian_reverse, diaghessian --------------------------------------------------
@@ -366,7 +368,7 @@ def _second_derivative_entry(name: str, compiled: Compiled) -> ExportEntry:
                             "is nothing to export")
     core = "hessian_reverse" if compiled.mode == "hessian_reverse" else "hessian"
     wrt = tuple(p for p in plan.traced.position if p is not None)
-    prepared = pipeline.prepare(program, core, wrt=wrt)
+    prepared = pipeline.prepare(program, core, wrt=wrt, insertions=compiled.insertions)
     module = _module_for(name, compiled, prepared, plan.built)
     ins = _inputs(compiled, program, _free_leaf_names(compiled))
     inputs = ins.arrays
@@ -409,4 +411,4 @@ def _second_derivative_entry(name: str, compiled: Compiled) -> ExportEntry:
         taken.add(hname)
     return ExportEntry(name, compiled.mode, inputs, outputs, native_inputs, native_outputs,
                        sources, module, prepared.entry, compiled.device, _memory(compiled),
-                       ins.captured)
+                       ins.captured, prepared.pipeline.lowering_text)

@@ -23,6 +23,7 @@ from pullback.dsl import dtypes
 from pullback.dsl.errors import ForeignTracerError
 from pullback.dsl.trace import current_trace
 from pullback.dsl.tracer import Tracer
+from pullback.mode_pipeline import Insertions
 from pullback.params import Grads, IdDict, Params
 from pullback.program import (
     DIFF,
@@ -168,7 +169,7 @@ class JacobianCall:
     """
 
     def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], device: str,
-                 fname: str, keep_ir: bool = False):
+                 fname: str, keep_ir: bool = False, insertions: Insertions = ()):
         self.params: Params | None = implicit_params(args, fname)
         if self.params is None:
             self.traced = _traced_call(f, args, fname)
@@ -190,9 +191,11 @@ class JacobianCall:
             m = _result_size(program, self.out)
             self._seeds = [np.eye(m, dtype=dtype).reshape((m, *shape))]
             self.built = pipeline.compiled(program, "jacobian", device, keep_ir=keep_ir,
-                                           cotangents=(self.out,), wrt=wrt)
+                                           cotangents=(self.out,), wrt=wrt,
+                                           insertions=insertions)
         elif isinstance(self.out, ResultIndex):
-            self.built = pipeline.compiled(program, "value", device, keep_ir=keep_ir)
+            self.built = pipeline.compiled(program, "value", device, keep_ir=keep_ir,
+                                           insertions=insertions)
 
     def __call__(self, args: tuple[Any, ...]) -> WithJacobian:
         program = self.traced.program
@@ -310,7 +313,7 @@ class SecondDerivativeCall:
     """
 
     def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], device: str, mode: str,
-                 fname: str, keep_ir: bool = False):
+                 fname: str, keep_ir: bool = False, insertions: Insertions = ()):
         self.traced = _traced_call(f, args, fname)
         program = self.traced.program
         out = _scalar_output(program, fname)
@@ -323,7 +326,8 @@ class SecondDerivativeCall:
         self._seeds: list[np.ndarray] = []
         # No directions (only empty arrays) give empty second derivatives: nothing to run.
         if out is not None and wrt and sum(self.sizes):
-            self.built = pipeline.compiled(program, mode, device, keep_ir=keep_ir, wrt=wrt)
+            self.built = pipeline.compiled(program, mode, device, keep_ir=keep_ir, wrt=wrt,
+                                           insertions=insertions)
             self._seeds = [self._seed(args, self.traced.position.index(p))
                            for p in self.built.batched_args]
 

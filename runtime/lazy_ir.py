@@ -1,10 +1,12 @@
-"""The IR texts of a program loaded from the disk cache, made when first asked for.
+"""The IR texts of a compiled program, made when first asked for.
 
-A program loaded from disk ran no pass and no LLVM, so it has no stage texts and no
-LLVM IR. `RebuiltIR` makes them on first access by compiling the program again with
-its texts kept (once, whichever thread asks first); `LazyStages` is the stage
-mapping that does so when read. Until then it holds the traced module (not the
-arrays a function closes over); once made, it holds only the texts.
+A compile keeps no stage text (printing each module after each pass would cost more
+than most passes), and a program loaded from disk ran no pass and no LLVM, so it has
+no stage texts and no LLVM IR either. `RebuiltIR` makes them on first access by
+running the program's pipeline again with its texts kept (once, whichever thread
+asks first); `LazyStages` is the stage mapping that does so when read. Until then it
+holds the traced module (not the arrays a function closes over); once made, it holds
+only the texts.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def _write_cpu_library(work: Path, name: str, exported: list[ExportEntry],
     objects, plans = [], []
     for e in exported:
         obj = function_object(e.module, e.function, c_source.native_symbol(name, e.name),
-                              machine, matmul)
+                              machine, matmul, e.lowering or None)
         _check_native(e, obj.spec)
         path = work / f"{e.name}.o"
         path.write_bytes(obj.code)

@@ -1,43 +1,52 @@
-"""From a traced program to native code: AD passes, cleanup, lowering, JIT; and the cache.
+"""From a traced program to native code: the mode's pass pipeline, JIT; and the cache.
+
+Each mode is one pipeline text (`pullback.mode_pipeline.pipeline_for`), run pass by
+pass (`pullback.compiler.pass_runner`): the array-level passes here, the lowering
+passes in the backend, which then translates what the last pass made (not a pass).
 
 The compile cache is keyed by the program's structural key (the traced IR's shape,
-not its Python identity) plus mode, options and device, so re-tracing the same code
-through a new lambda finds the compiled code, while closed-over arrays stay inputs.
-It is bounded and thread-safe (`pullback.compile_cache`). CPU programs are also kept
-on disk across processes (`pullback.disk_compile_cache`): a program found there is
-loaded instead of compiled, and its stage texts are made only if someone reads them.
+not its Python identity) plus mode, options, inserted passes and device, so
+re-tracing the same code through a new lambda finds the compiled code, while
+closed-over arrays stay inputs. It is bounded and thread-safe
+(`pullback.compile_cache`). CPU programs are also kept on disk across processes
+(`pullback.disk_compile_cache`): a program found there is loaded instead of compiled,
+and its stage texts are made only if someone reads them. A program with passes
+inserted from outside pullback is not kept on disk (its passes' code is not part of
+the disk key).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, FunctionType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
 
 from pullback import disk_compile_cache
 from pullback.compile_cache import CacheStats, CompileCache, limit_from_environment
 from pullback.compiler import undo
-from pullback.compiler.autodiff.functions import bind_zeros, is_float
-from pullback.compiler.context import make_context
-from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp
-from pullback.compiler.dialects.array import shape_of
-from pullback.compiler.passes import get_pass
+from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, CallbackOp, EagerUpdateOp
+from pullback.compiler.ir_dump import dump_header
+from pullback.compiler.pass_runner import PassHooks, run_pipeline
 from pullback.devices import backend_of
-from pullback.dsl.forwarddiff import FORWARDDIFF_MARK, drop_derivative_terms
 from pullback.lazy_ir import LazyStages, RebuiltIR
+from pullback.mode_pipeline import (
+    Insertions,
+    ModePipeline,
+    int_array_attr,
+    only_builtin,
+    pipeline_for,
+)
+from pullback.print_ir import PrintIR, print_ir_request
 from pullback.program import Program
 from pullback.traced_gradient import check_not_differentiated
 
 MODES = ("value", "gradient", "pullback", "jacobian", "hessian", "hessian_reverse")
 BATCHED_MODES = MODES[3:]
-CLEANUP = ("simplify", "cse", "dce")
 
 
 @dataclasses.dataclass
@@ -51,6 +60,15 @@ class Built:
     stages: Mapping[str, str]    # lazy (`LazyStages`) when loaded from the disk cache
     timings: dict[str, float]
     batched_args: tuple[int, ...] = ()  # Hessian modes: arguments fed an identity block
+    pipeline_text: str | Callable[[], str] = ""
+    """The pipeline run (made when first read for a program loaded from disk)."""
+
+    @property
+    def pipeline(self) -> str:
+        """The pass pipeline text from the traced module to the last pass."""
+        if callable(self.pipeline_text):
+            self.pipeline_text = self.pipeline_text()
+        return self.pipeline_text
 
     def run(self, inputs: list[Any]) -> list[Any]:
         """The outputs for `inputs`; all or nothing: if the call raises, every written
@@ -86,34 +104,53 @@ def set_cache_limit(entries: int) -> int:
 
 
 def compiled(program: Program, mode: str, device: str, *, keep_ir: bool = False,
-             cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
+             cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = (),
+             insertions: Insertions = ()) -> Built:
     """The compiled form of `program` in `mode`, from the cache when possible.
 
-    `wrt` picks the differentiated arguments (default: every differentiable one)."""
-    key = (program.key, mode, cotangents, wrt, device)
+    `wrt` picks the differentiated arguments (default: every differentiable one);
+    `insertions` are passes inserted into the mode's pipeline (`insertions_of`)."""
+    key = (program.key, mode, cotangents, wrt, device, insertions)
     return _CACHE.get(
-        key, lambda: _load_or_build(program, mode, device, keep_ir, cotangents, wrt),
+        key, lambda: _load_or_build(program, mode, device, keep_ir, cotangents, wrt,
+                                    insertions),
         usable=lambda built: bool(built.stages) or not keep_ir)
 
 
 def _load_or_build(program: Program, mode: str, device: str, keep_ir: bool,
-                   cotangents: tuple[int, ...], wrt: tuple[int, ...]) -> Built:
+                   cotangents: tuple[int, ...], wrt: tuple[int, ...],
+                   insertions: Insertions) -> Built:
     """`build`, or the program loaded from the disk cache (CPU), which keeps what it builds."""
-    if _printing() or not disk_compile_cache.applies(device):
-        built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
+    if (print_ir_request() is not None or not disk_compile_cache.applies(device)
+            or not only_builtin(insertions)):
+        built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt,
+                      insertions=insertions)
         getattr(built.executable, "take_object", lambda: None)()  # not kept: free it
         return built
-    request = (program.key, mode, cotangents, wrt, device)
-    ir = _rebuilt_ir(program, mode, device, cotangents, wrt) if keep_ir else None
+    request = (program.key, mode, cotangents, wrt, device, insertions)
+    ir = _rebuilt_ir(program, mode, device, cotangents, wrt, insertions) if keep_ir else None
     loaded = disk_compile_cache.load(request, ir.llvm_ir if ir else _no_ir)
     if loaded is not None:
+        wrt = wrt or tuple(program.diff_args())  # parameters' arguments: before `_bare`
+        bare = _bare(program)
+
+        def text() -> str:
+            return pipeline_for(bare, mode, device, cotangents=cotangents, wrt=wrt,
+                                insertions=insertions).text
+
         return Built(loaded.executable, loaded.entry, loaded.grad_args, loaded.num_results,
                      LazyStages(ir) if ir else {}, {"load": loaded.seconds},
-                     loaded.batched_args)
-    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt)
+                     loaded.batched_args, text)
+    built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt,
+                  insertions=insertions)
     disk_compile_cache.store(request, built.executable, built.entry, built.grad_args,
                              built.num_results, built.batched_args)
     return built
+
+
+def _bare(program: Program) -> Program:
+    """`program` without the arrays its function closes over (its traced module only)."""
+    return dataclasses.replace(program, hidden=[], eager=None)
 
 
 def _no_ir() -> str:
@@ -122,40 +159,49 @@ def _no_ir() -> str:
 
 
 def _rebuilt_ir(program: Program, mode: str, device: str, cotangents: tuple[int, ...],
-                wrt: tuple[int, ...]) -> RebuiltIR:
-    """The IR texts of a program loaded from disk, made by building it again with them
-    kept; holds the traced module only (not the arrays the function closes over)."""
-    wrt = wrt or tuple(program.diff_args())
-    bare = dataclasses.replace(program, hidden=[], eager=None)
+                wrt: tuple[int, ...], insertions: Insertions) -> RebuiltIR:
+    """The IR texts of a program loaded from disk, made by compiling it again; holds
+    the traced module only (not the arrays the function closes over)."""
+    wrt = wrt or tuple(program.diff_args())  # parameters' arguments: before `_bare`
+    bare = _bare(program)
 
-    def rebuild() -> tuple[dict[str, str], str]:
-        built = build(bare, mode, device, keep_ir=True, cotangents=cotangents, wrt=wrt)
+    def llvm_ir() -> str:
+        built = build(bare, mode, device, cotangents=cotangents, wrt=wrt,
+                      insertions=insertions)
         built.executable.take_object()
-        return dict(built.stages), built.executable.llvm_ir
+        return built.executable.llvm_ir
 
-    return RebuiltIR(rebuild)
-
-
-def _printing() -> bool:
-    return os.environ.get("PULLBACK_PRINT_IR", "") == "after-all"
+    return _pass_texts(bare, mode, device, cotangents, wrt, insertions, llvm_ir)
 
 
 class _Recorder:
-    def __init__(self, keep_ir: bool):
-        self.keep = keep_ir or _printing()
-        self.stages: dict[str, str] = {}
-        self.timings: dict[str, float] = {}
+    """Stage texts (kept with `keep_ir` or when printing) and seconds per pass."""
 
-    def stage(self, name: str, module: ModuleOp) -> None:
+    def __init__(self, keep_ir: bool, may_print: bool = True):
+        self.printing: PrintIR | None = print_ir_request() if may_print else None
+        self.keep = keep_ir or self.printing is not None
+        self.stages: dict[str, str] = {}
+        self.hooks = PassHooks(self._before, self._after)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.hooks.timings
+
+    def stage(self, key: str, module: ModuleOp) -> None:
+        """Record `module`'s text as stage `key` (and print it if asked)."""
         if not self.keep:
             return
         text = str(module)
-        self.stages[name] = text
-        if _printing():
-            print(f"// -----// IR after {name} //----- //\n{text}\n", file=sys.stderr)
+        self.stages[key] = text
+        if self.printing is not None and self.printing.after(key):
+            print(f"{dump_header('After', key)}\n{text}\n", file=sys.stderr)
 
-    def timed(self, name: str, start: float) -> None:
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+    def _before(self, key: str, p: ModulePass, module: ModuleOp) -> None:
+        if self.printing is not None and self.printing.before(key):
+            print(f"{dump_header('Before', key)}\n{str(module)}\n", file=sys.stderr)
+
+    def _after(self, key: str, p: ModulePass, module: ModuleOp) -> None:
+        self.stage(key, module)
 
 
 @dataclasses.dataclass
@@ -167,69 +213,86 @@ class Prepared:
     grad_args: tuple[int, ...]
     num_results: int
     batched_args: tuple[int, ...]
+    pipeline: ModePipeline
+    stage_keys: tuple[str, ...]
+    """The stage keys of the passes run so far (`trace` first)."""
 
 
 def prepare(program: Program, mode: str, *, cotangents: tuple[int, ...] = (),
-            wrt: tuple[int, ...] = (), recorder: _Recorder | None = None) -> Prepared:
-    """The array-level module of `program` in `mode`: the AD passes, then cleanup."""
+            wrt: tuple[int, ...] = (), recorder: _Recorder | None = None,
+            device: str = "cpu", insertions: Insertions = ()) -> Prepared:
+    """The array-level module of `program` in `mode`: the array-level passes of its
+    pipeline (`pipeline_for`) run on a copy of the traced module."""
     if mode not in MODES:
         raise ValueError(f"unknown mode '{mode}'; accepted modes: {', '.join(MODES)}")
-    ctx = make_context()
-    module = program.module.clone()
-    rec = recorder or _Recorder(False)
-    rec.stage("trace", module)
-    entry, grad_args, batched = program.name, (), ()
-    wrt = wrt or tuple(program.diff_args())
+    module = program.module
     if mode in ("hessian", "hessian_reverse"):
         _check_first_order_only(module)
     if mode != "value":
         check_not_differentiated(module)
     if mode in BATCHED_MODES:
         _check_no_eager_update(module, mode)
-    if mode in BATCHED_MODES:
-        t0 = time.perf_counter()
-        entry, grad_args, batched = _batched_derivative(ctx, module, program.name, mode,
-                                                        cotangents, wrt)
-        _keep_only(module, entry)
-        rec.timed("autodiff", t0)
-        rec.stage("autodiff", module)
-    elif mode != "value":
-        t0 = time.perf_counter()
-        pass_cls = get_pass("autodiff")
-        pass_cls(func=program.name, wrt=wrt, cotangents=cotangents,
-                 seed=(mode == "gradient")).apply(ctx, module)
-        entry = program.name + "_vjp"
-        _keep_only(module, entry)
-        grad_args = _int_array_attr(_function(module, entry), "pullback.wrt")
-        rec.timed("autodiff", t0)
-        rec.stage("autodiff", module)
-    drop_derivative_terms(module)
-    t0 = time.perf_counter()
-    for name in CLEANUP:
-        get_pass(name)().apply(ctx, module)
-    rec.timed("simplify", t0)
-    rec.stage("simplify", module)
-    fn = _function(module, entry)
+    plan = pipeline_for(program, mode, device, cotangents=cotangents, wrt=wrt,
+                        insertions=insertions)
+    module = module.clone()
+    rec = recorder or _Recorder(False)
+    rec.stage("trace", module)
+    keys = run_pipeline(plan.array_text, module, rec.hooks, taken=("trace",))
+    fn = _function(module, plan.entry)
+    grad_args = plan.array.grad_args
+    if grad_args is None:
+        grad_args = int_array_attr(fn, "pullback.wrt")
     num_results = len(fn.function_type.outputs.data) - len(grad_args)
-    return Prepared(module, entry, grad_args, num_results, batched)
+    return Prepared(module, plan.entry, grad_args, num_results, plan.array.batched_args, plan,
+                    ("trace", *keys))
 
 
 def build(program: Program, mode: str, device: str, *, keep_ir: bool = False,
-          cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = ()) -> Built:
-    """Run the pass pipeline for `mode` and compile the entry function for `device`."""
-    rec = _Recorder(keep_ir)
-    prep = prepare(program, mode, cotangents=cotangents, wrt=wrt, recorder=rec)
-    executable = _compile_for(device, prep.module, prep.entry, rec.keep)
-    for stage, text in getattr(executable, "stages", {}).items():
-        rec.stages[stage] = text
-        if _printing():
-            print(f"// -----// IR after {stage} //----- //\n{text}\n", file=sys.stderr)
+          cotangents: tuple[int, ...] = (), wrt: tuple[int, ...] = (),
+          insertions: Insertions = ()) -> Built:
+    """Run the pass pipeline for `mode` and compile the entry function for `device`.
+
+    With `keep_ir`, the stage texts are made when first read, by running the passes
+    again on the traced module (printing them all would take longer than most passes);
+    printing (`PULLBACK_PRINT_IR`) keeps them as the compile goes."""
+    rec = _Recorder(False)
+    prep = prepare(program, mode, cotangents=cotangents, wrt=wrt, recorder=rec, device=device,
+                   insertions=insertions)
+    executable = _compile_for(device, prep, rec)
+    rec.stages.update(getattr(executable, "stages", {}))
     rec.timings.update(getattr(executable, "timings", {}))
-    if _printing():
+    if rec.printing is not None and rec.printing.after_all:
         print(f"// -----// {target_code_name(device)} //----- //\n"
               f"{target_code(executable)}\n", file=sys.stderr)
-    return Built(executable, prep.entry, prep.grad_args, prep.num_results, rec.stages,
-                 rec.timings, prep.batched_args)
+    stages: Mapping[str, str] = rec.stages
+    if keep_ir and not rec.keep:
+        code = getattr(executable, "llvm_ir", "")
+        stages = LazyStages(_pass_texts(program, mode, device, cotangents, wrt, insertions,
+                                        lambda: code))
+    return Built(executable, prep.entry, prep.grad_args, prep.num_results, stages,
+                 rec.timings, prep.batched_args, prep.pipeline.text)
+
+
+def _pass_texts(program: Program, mode: str, device: str, cotangents: tuple[int, ...],
+                wrt: tuple[int, ...], insertions: Insertions,
+                llvm_ir: Callable[[], str]) -> RebuiltIR:
+    """The stage texts of a compiled program, made when first read by running its
+    pipeline's passes again (no LLVM), and its LLVM IR from `llvm_ir`; holds the traced
+    module only."""
+    wrt = wrt or tuple(program.diff_args())  # parameters' arguments: before `_bare`
+    bare = _bare(program)
+
+    def rebuild() -> tuple[dict[str, str], str]:
+        from pullback.compiler.backends.kernel_level import lower_to_kernels
+
+        rec = _Recorder(True, may_print=False)
+        prep = prepare(bare, mode, cotangents=cotangents, wrt=wrt, recorder=rec,
+                       device=device, insertions=insertions)
+        lowered = lower_to_kernels(prep.module, prep.entry, True,
+                                   passes=prep.pipeline.lowering_text, taken=prep.stage_keys)
+        return {**rec.stages, **lowered.stages}, llvm_ir()
+
+    return RebuiltIR(rebuild)
 
 
 def _check_first_order_only(module: ModuleOp) -> None:
@@ -253,15 +316,32 @@ def _check_no_eager_update(module: ModuleOp, mode: str) -> None:
                 "pb.gradient, pb.withgradient or pb.pullback")
 
 
-def _compile_for(device: str, module: ModuleOp, entry: str, keep_ir: bool) -> Any:
+def _compile_for(device: str, prep: Prepared, rec: _Recorder) -> Any:
+    """The backend's executable: it runs the lowering passes of the pipeline."""
     kind, spec = backend_of(device)
+    options = {"keep_ir": rec.keep, "passes": prep.pipeline.lowering_text,
+               "hooks": PassHooks(rec.hooks.before, _printer(rec), rec.timings),
+               "taken": prep.stage_keys}
     if kind == "opencl":
         from pullback.compiler.backends import opencl
 
-        return opencl.compile_function(module, entry, keep_ir=keep_ir, device=spec)
+        return opencl.compile_function(prep.module, prep.entry, device=spec, **options)
     from pullback.compiler.backends import llvm
 
-    return llvm.compile_function(module, entry, keep_ir=keep_ir)
+    return llvm.compile_function(prep.module, prep.entry, **options)
+
+
+def _printer(rec: _Recorder) -> Callable[[str, ModulePass, ModuleOp], None] | None:
+    """Print a lowering stage when asked (the backend records the texts itself)."""
+    printing = rec.printing
+    if printing is None:
+        return None
+
+    def after(key: str, p: ModulePass, module: ModuleOp) -> None:
+        if printing.after(key):
+            print(f"{dump_header('After', key)}\n{str(module)}\n", file=sys.stderr)
+
+    return after
 
 
 def target_code_name(device: str) -> str:
@@ -278,97 +358,3 @@ def _function(module: ModuleOp, name: str) -> func.FuncOp:
         if isinstance(op, func.FuncOp) and op.sym_name.data == name:
             return op
     raise KeyError(f"no function @{name} in the module")
-
-
-def _keep_only(module: ModuleOp, name: str) -> None:
-    for op in list(module.ops):
-        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
-            op.detach()
-            op.erase()
-
-
-def _int_array_attr(fn: func.FuncOp, name: str) -> tuple[int, ...]:
-    attr = fn.attributes.get(name)
-    if attr is None:
-        return ()
-    assert isinstance(attr, DenseArrayBase)
-    return tuple(int(v) for v in attr.get_values())
-
-
-# ----------------------------------------------------------------------------
-# Batched derivatives: Jacobians and Hessians as one native call
-# ----------------------------------------------------------------------------
-
-
-def _batched_derivative(ctx: Context, module: ModuleOp, name: str, mode: str,
-                        cotangents: tuple[int, ...],
-                        wrt: tuple[int, ...]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    """Build the entry function of a batched mode: (its name, the arguments whose
-    derivative blocks it returns, the arguments whose identity block it takes).
-
-    jacobian: `autodiff` with a cotangent, then `vmap` over the cotangent; the entry
-    returns the results (unbatched) and one stacked gradient per argument.
-    hessian: `autodiff{seed}`, `jvp` over it (tangents of other arguments bound to
-    zero), `vmap` over the tangents. hessian_reverse: `autodiff{seed}`, `autodiff`
-    over it with the gradients' cotangents, `vmap` over those. Both return only the
-    stacked second derivatives; the batch size is the total size of `wrt`.
-    """
-    n = len(_function(module, name).body.block.args)
-    if mode == "jacobian":
-        get_pass("autodiff")(func=name, wrt=wrt, cotangents=cotangents).apply(ctx, module)
-        vjp = _function(module, name + "_vjp")
-        size = _size(shape_of(vjp.body.block.args[n]))
-        get_pass("vmap")(func=name + "_vjp", args=(n,), size=size,
-                         broadcast=False).apply(ctx, module)
-        entry = name + "_vjp_vmap"
-        return entry, _int_array_attr(_function(module, entry), "pullback.wrt"), ()
-    get_pass("autodiff")(func=name, wrt=wrt, seed=True).apply(ctx, module)
-    vjp = _function(module, name + "_vjp")
-    grads = _int_array_attr(vjp, "pullback.wrt")
-    if not grads:
-        return name, (), ()
-    block = vjp.body.block
-    size = sum(_size(shape_of(block.args[i])) for i in wrt)
-    num_out = len(vjp.function_type.outputs.data)
-    if mode == "hessian":
-        get_pass("jvp")(func=name + "_vjp").apply(ctx, module)
-        fn = _function(module, name + "_vjp_jvp")
-        tangents = _int_array_attr(fn, "pullback.tangents")
-        bind_zeros(fn, [n + k for k, i in enumerate(tangents) if i not in wrt])
-        batch_args, seconds = wrt, grads
-        outputs = vjp.function_type.outputs.data
-        float_out = [k for k, t in enumerate(outputs) if is_float(t)]
-        keep = [num_out + float_out.index(k) for k in range(num_out - len(grads), num_out)]
-    else:
-        gradient_results = tuple(range(num_out - len(grads), num_out))
-        get_pass("autodiff")(func=name + "_vjp", wrt=grads,
-                             cotangents=gradient_results).apply(ctx, module)
-        fn = _function(module, name + "_vjp_vjp")
-        batch_args, seconds = grads, _int_array_attr(fn, "pullback.wrt")
-        total = len(fn.function_type.outputs.data)
-        keep = list(range(total - len(seconds), total))
-    fn_name = fn.sym_name.data
-    get_pass("vmap")(func=fn_name, args=tuple(range(n, n + len(batch_args))),
-                     size=size).apply(ctx, module)
-    entry = _function(module, fn_name + "_vmap")
-    _keep_results(entry, keep)
-    return entry.sym_name.data, seconds, batch_args
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    total = 1
-    for d in shape:
-        total *= d
-    return total
-
-
-def _keep_results(fn: func.FuncOp, keep: list[int]) -> None:
-    """Make `fn` return only its results at `keep`."""
-    ret = fn.body.block.last_op
-    assert isinstance(ret, func.ReturnOp)
-    values = [ret.arguments[k] for k in keep]
-    fn.body.block.insert_op_before(func.ReturnOp(*values), ret)
-    ret.detach()
-    ret.erase()
-    fn.function_type = FunctionType.from_lists(
-        list(fn.function_type.inputs.data), [v.type for v in values])

@@ -34,9 +34,9 @@ from xdsl.ir import Region, SSAValue
 
 from pullback.compiler.autodiff.reverse import build_vjp
 from pullback.compiler.context import make_context
+from pullback.compiler.dialects.ad import FORWARDDIFF_MARK
 from pullback.compiler.passes import get_pass
 from pullback.dsl import core, dtypes, integer_shadow
-from pullback.dsl.forwarddiff import FORWARDDIFF_MARK
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace
 from pullback.dsl.tracer import Tracer

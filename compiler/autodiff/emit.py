@@ -8,31 +8,37 @@ with, so every rule works for f32 as well as f64.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from xdsl.dialects.builtin import TensorType, UnitAttr
+from xdsl.dialects.builtin import UNKNOWN_LOC, LocationAttr, TensorType, UnitAttr, UnknownLoc
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from pullback.compiler.dialects import array as A
-
-ZERO_MARK = "pullback.zero"
-"""Unit attribute on the `array.full` zeros that stand for a structurally zero derivative."""
-
-
-def is_marked_zero(value: SSAValue) -> bool:
-    """Whether `value` is a structural zero made by the AD passes."""
-    op = value.owner
-    return isinstance(op, A.FullOp) and ZERO_MARK in op.attributes
+from pullback.compiler.dialects.array import ZERO_MARK
 
 
 class Emitter:
-    """Appends ops to `block` and hands back their results."""
+    """Appends ops to `block` and hands back their results. Inside `at(location)`, the
+    ops it makes take `location` (the source line of the primal op being differentiated)."""
 
     def __init__(self, block: Block):
         self.block = block
+        self.location: LocationAttr = UNKNOWN_LOC
+
+    @contextmanager
+    def at(self, location: LocationAttr) -> Iterator[None]:
+        """Give the ops made inside the `with` the location `location`."""
+        outer, self.location = self.location, location
+        try:
+            yield
+        finally:
+            self.location = outer
 
     def emit(self, op: Operation) -> SSAValue:
         """Append `op`; its single result."""
+        if isinstance(op.location, UnknownLoc):
+            op.location = self.location
         self.block.add_op(op)
         return op.results[0]
 

@@ -44,7 +44,8 @@ def build_jvp(module: ModuleOp, f: func.FuncOp) -> func.FuncOp:
     for op in ops:
         clone = clone_into(new, op, mapping)
         if any(v in tangents for v in clone.operands):
-            t = jvp_rule(clone)(e, clone, tuple(tangents.get(v) for v in clone.operands))
+            with e.at(clone.location):
+                t = jvp_rule(clone)(e, clone, tuple(tangents.get(v) for v in clone.operands))
             if t is not None:
                 tangents[clone.results[0]] = t
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import AnyFloat, FunctionType, ModuleOp, StringAttr, TensorType, UnitAttr
+from xdsl.dialects.builtin import AnyFloat, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
-from pullback.compiler.autodiff.emit import ZERO_MARK
-from pullback.compiler.dialects.array import FullOp, i64_array
+from pullback.compiler.dialects.array import i64_array
 
 DERIVATIVE = "pullback.derivative"
 """Attribute naming the kind of derivative a function is ("vjp", "jvp")."""
@@ -76,18 +75,3 @@ def derivative_attrs(kind: str, **indices: Sequence[int]) -> dict[str, Attribute
     for key, values in indices.items():
         attrs[f"pullback.{key}"] = i64_array(values)
     return attrs
-
-
-def bind_zeros(fn: func.FuncOp, positions: Sequence[int]) -> None:
-    """Remove the arguments of `fn` at `positions`, binding each to a structural zero
-    (an `array.full 0` marked as an AD zero, so `simplify` folds the work it feeds)."""
-    block = fn.body.block
-    for p in sorted(positions, reverse=True):
-        arg = block.args[p]
-        zero = FullOp(0, arg.type)  # type: ignore[arg-type]
-        zero.attributes[ZERO_MARK] = UnitAttr()
-        block.insert_op_before(zero, block.first_op)  # type: ignore[arg-type]
-        arg.replace_all_uses_with(zero.result)
-        block.erase_arg(arg)
-    fn.function_type = FunctionType.from_lists(
-        [a.type for a in block.args], list(fn.function_type.outputs.data))

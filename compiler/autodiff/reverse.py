@@ -99,16 +99,17 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
 
     for op in reversed(tape):
         g = adjoints.pop(op.results[0], None)
-        if g is None:
-            unreached = unreached_rule(op)
-            if unreached is not None:
-                unreached(e, op)
-            continue
-        needs = tuple(v in active for v in op.operands)
-        grads = vjp_rule(op)(e, op, g, needs)
-        for v, need, grad in zip(op.operands, needs, grads, strict=True):
-            if need and grad is not None:
-                _accumulate(e, adjoints, v, grad)
+        with e.at(op.location):
+            if g is None:
+                unreached = unreached_rule(op)
+                if unreached is not None:
+                    unreached(e, op)
+                continue
+            needs = tuple(v in active for v in op.operands)
+            grads = vjp_rule(op)(e, op, g, needs)
+            for v, need, grad in zip(op.operands, needs, grads, strict=True):
+                if need and grad is not None:
+                    _accumulate(e, adjoints, v, grad)
 
     has_grad = [i for i, a in enumerate(new.args[:n]) if a in adjoints]
     outputs = [mapping.get(r, r) for r in results] + [adjoints[new.args[i]] for i in has_grad]

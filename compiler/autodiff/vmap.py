@@ -87,7 +87,8 @@ def build_vmap(module: ModuleOp, f: func.FuncOp, args: Sequence[int], size: int,
         if len(op.results) != 1:
             batch_rule(op)(e, op, operands, flags)  # a rule may refuse with its reason
             raise NotImplementedError(f"vmap handles ops with one result, not '{op.name}'")
-        out = batch_rule(op)(e, op, operands, flags)
+        with e.at(op.location):
+            out = batch_rule(op)(e, op, operands, flags)
         want = (size, *shape_of(op.results[0]))
         if shape_of(out) != want:
             raise AssertionError(

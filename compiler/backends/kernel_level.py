@@ -1,9 +1,11 @@
 """What both backends share: lowering to the kernel level, and checking call inputs.
 
 `lower_to_kernels` takes an array-level module to the kernel-level IR that every
-target consumes (`convert-array-to-loops`, then `memory-plan`), recording the
-function's signature and where its temporaries live in one arena; `InputSpec.check`
-validates the arrays a compiled function is called with.
+target consumes by running pipeline text (`kernel_pipeline`: `convert-array-to-loops`,
+then `memory-plan`; a target adds its own passes after them), recording the
+function's signature, where its temporaries live in one arena and, with `keep_ir`,
+the text after each pass; `InputSpec.check` validates the arrays a compiled function
+is called with.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute
+from xdsl.passes import ModulePass
 
-from pullback.compiler.context import make_context
 from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass
-from pullback.compiler.transforms.memory_plan import MemoryPlan, annotate, plan_memory
+from pullback.compiler.diagnostics import verify
+from pullback.compiler.pass_runner import PassHooks, run_pipeline
+from pullback.compiler.passes import pass_text
+from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryPlanPass, plan_memory
 
 _DTYPES: dict[Attribute, np.dtype] = {
     f64: np.dtype(np.float64), f32: np.dtype(np.float32), i64: np.dtype(np.int64),
@@ -146,23 +151,26 @@ class KernelModule:
     stages: dict[str, str]
     timings: dict[str, float]
     written: tuple[int, ...] = ()
+    symbols: frozenset[str] = frozenset()
+    """The functions of the kernel-level module (kernels, matrix products, host calls)."""
 
     @property
     def spec(self) -> InputSpec:
         return InputSpec(self.name, [_spec(t) for t in self.input_types],
                          [_spec(t) for t in self.output_types], self.written)
 
-    def stage(self, label: str, keep_ir: bool) -> None:
-        """Verify (in debug mode) and, with `keep_ir`, record the module's text."""
-        if debug():
-            self.module.verify()
-        if keep_ir:
-            self.stages[label] = str(self.module)
+
+def kernel_pipeline(name: str) -> str:
+    """The pipeline text from an array-level module to the kernel level of `@name`."""
+    return f"{pass_text(ConvertArrayToLoopsPass(function=name))},memory-plan"
 
 
-def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule:
-    """A clone of `module` with `@name` lowered by `convert-array-to-loops` and planned
-    by `memory-plan`."""
+def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool, *, passes: str | None = None,
+                     hooks: PassHooks | None = None, taken: Sequence[str] = ()) -> KernelModule:
+    """A clone of `module` with `@name` lowered by pipeline text `passes` (default
+    `kernel_pipeline(name)`; a target's text starts with it and goes on to its own
+    passes). `hooks` run around each pass as well; `taken` are the stage keys of the
+    passes that made `module` (for passes that run again)."""
     source = find_function(module, name)
     in_types = list(source.function_type.inputs)
     out_types = list(source.function_type.outputs)
@@ -170,16 +178,34 @@ def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool) -> KernelModule
         if not isinstance(t, TensorType):
             raise TypeError(f"@{name} must take and return tensors, got {t}")
         numpy_dtype(t.element_type)
-    start = time.perf_counter()
-    mod = module.clone()
-    ConvertArrayToLoopsPass(function=name).apply(make_context(), mod)
-    host = find_function(mod, name)
-    plan = plan_memory(host)
-    annotate(host, plan)
-    written = host.attributes.get("pullback.written_inputs")
-    assert isinstance(written, DenseArrayBase)
-    lowered = KernelModule(mod, name, in_types, out_types, plan, {}, {},
-                           tuple(int(i) for i in written.get_values()))
-    lowered.stage("convert-array-to-loops", keep_ir)
-    lowered.timings["lower-to-loops"], _ = lap(start)
+    text = kernel_pipeline(name) if passes is None else passes
+    lowered = KernelModule(module.clone(), name, in_types, out_types, _NO_PLAN, {},
+                           hooks.timings if hooks else {})
+    outer = hooks or PassHooks()
+
+    def after(key: str, p: ModulePass, mod: ModuleOp) -> None:
+        if p.name == "convert-array-to-loops":
+            host = find_function(mod, name)
+            written = host.attributes.get("pullback.written_inputs")
+            assert isinstance(written, DenseArrayBase)
+            lowered.written = tuple(int(i) for i in written.get_values())
+            lowered.symbols = frozenset(op.sym_name.data for op in mod.body.block.ops
+                                        if isinstance(op, func.FuncOp))
+        elif isinstance(p, MemoryPlanPass):  # the plan the pass recorded, for the executors
+            lowered.memory = plan_memory(find_function(mod, name), p.alignment)
+        if debug():
+            verify(mod)
+        if keep_ir:
+            lowered.stages[key] = str(mod)
+        if outer.after is not None:
+            outer.after(key, p, mod)
+
+    run_pipeline(text, lowered.module, PassHooks(outer.before, after, lowered.timings),
+                 taken=taken)
+    if lowered.memory is _NO_PLAN:
+        raise ValueError(f"the lowering pipeline {text!r} must run convert-array-to-loops "
+                         "and memory-plan")
     return lowered
+
+
+_NO_PLAN = MemoryPlan((), (), (), 0, 1)

@@ -78,6 +78,7 @@ from pullback.compiler.conversion.fused_kernel import build_fused_kernel, kernel
 from pullback.compiler.conversion.in_place import plan_writes
 from pullback.compiler.conversion.kernel_writer import KERNEL_KIND, KernelWriter, buffer_type
 from pullback.compiler.conversion.kernels import build_kernel, map_kernel
+from pullback.compiler.diagnostics import located
 from pullback.compiler.dialects import array as A
 from pullback.compiler.dialects.ad import (
     CallbackGradOp,
@@ -235,7 +236,8 @@ class _Lowering:
     def _matmul(self, hw: KernelWriter, op: A.MatmulOp, bufs: dict[SSAValue, SSAValue]) -> None:
         el = A.element_type_of(op.result)
         if el not in (f64, f32):
-            raise NotImplementedError(f"array.matmul has no lowering for element type {el}")
+            raise NotImplementedError(
+                located(op, f"array.matmul has no lowering for element type {el}"))
         dyn = MemRefType(el, [DYNAMIC_INDEX])
         symbol = matmul_symbol(el)
         if symbol not in self.externs:
@@ -260,7 +262,8 @@ class _Lowering:
                    bufs: dict[SSAValue, SSAValue]) -> None:
         el = A.element_type_of(op.result)
         if el not in (f64, f32):
-            raise NotImplementedError(f"ad.callback_grad has no lowering for element type {el}")
+            raise NotImplementedError(
+                located(op, f"ad.callback_grad has no lowering for element type {el}"))
         dyn = MemRefType(el, [DYNAMIC_INDEX])
         table_type = MemRefType(i64, [DYNAMIC_INDEX])
         symbol = host_call_symbol(el)

@@ -1,7 +1,8 @@
-"""Reduction combiners: the scalar op, identity and contract name of each accumulation.
+"""Reduction combiners at the kernel level: identities and combining steps as arith ops.
 
-Reductions, scans and scatters accumulate with one of four combiners, named in the
-kernel-level IR (`pullback.reduction`) as "add", "mul", "max" and "min".
+The combiner of an op is its `ReductionWithCombiner` trait; the scalar op and the
+identity come from the one table in `compiler/dialects/combiners.py`, which the
+OpenCL backend reads too.
 """
 
 from __future__ import annotations
@@ -12,50 +13,27 @@ from xdsl.dialects.utils.fast_math import FastMathFlag
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from pullback.compiler.conversion.kernel_writer import KernelWriter
-from pullback.compiler.dialects import array as A
+from pullback.compiler.diagnostics import located
+from pullback.compiler.dialects.traits import combiner_of
 
 REDUCE_FLAGS = arith.FastMathFlagsAttr([FastMathFlag.REASSOC, FastMathFlag.ALLOW_CONTRACT])
 
 
 def combiner_name(op: Operation) -> str:
-    """The contract's name of the combiner of a reduction, scan or scatter op."""
-    match op:
-        case A.ReduceProdOp():
-            return "mul"
-        case A.ReduceMaxOp():
-            return "max"
-        case A.ReduceMinOp():
-            return "min"
-        case _:
-            return "add"
+    """The kernel-level name of the combiner of a reduction, scan or scatter op."""
+    return combiner_of(op).name
 
 
 def identity(op: Operation, el: Attribute) -> float | int:
     """The identity of `op`'s combiner for element type `el`."""
-    is_float = isinstance(el, AnyFloat)
-    match combiner_name(op):
-        case "add":
-            return 0.0 if is_float else 0
-        case "mul":
-            return 1.0 if is_float else 1
-        case "max":
-            return float("-inf") if is_float else -(2**63)
-        case _:
-            return float("inf") if is_float else 2**63 - 1
+    return combiner_of(op).identity(el)
 
 
 def combine(w: KernelWriter, op: Operation, acc: SSAValue, x: SSAValue) -> SSAValue:
-    """`acc` combined with `x` by `op`'s combiner."""
-    is_float = isinstance(acc.type, AnyFloat)
+    """`acc` combined with `x` by `op`'s combiner (float steps may be reassociated)."""
     if acc.type == i1:
-        raise NotImplementedError(f"'{op.name}' has no lowering for element type i1")
-    match combiner_name(op):
-        case "add":
-            new = arith.AddfOp(acc, x, REDUCE_FLAGS) if is_float else arith.AddiOp(acc, x)
-        case "mul":
-            new = arith.MulfOp(acc, x, REDUCE_FLAGS) if is_float else arith.MuliOp(acc, x)
-        case "max":
-            new = arith.MaximumfOp(acc, x, REDUCE_FLAGS) if is_float else arith.MaxSIOp(acc, x)
-        case _:
-            new = arith.MinimumfOp(acc, x, REDUCE_FLAGS) if is_float else arith.MinSIOp(acc, x)
-    return w.add(new)
+        raise NotImplementedError(located(op, f"'{op.name}' has no lowering for element type i1"))
+    cls = combiner_of(op).scalar_op(acc.type)
+    if isinstance(acc.type, AnyFloat):
+        return w.add(cls(acc, x, REDUCE_FLAGS))  # type: ignore[call-arg]
+    return w.add(cls(acc, x))  # type: ignore[call-arg]

@@ -1,12 +1,13 @@
 """Emits the scalar value of one element of a fused array expression.
 
 `ElementEmitter.emit(value, index)` walks back from `value` through fusible ops,
-mapping the index through shape ops and computing elementwise ops with
-`SCALAR_RULES`, until it reaches materialized values, which it loads. Results are
-memoized per index within one loop body, so a value used twice at the same element
-is computed once. The walk keeps its own stack of pending ops (each rule is a
-generator that yields the elements it needs), so an expression of any depth, such as
-a sum of thousands of terms written as a Python loop, uses no Python recursion.
+mapping the index through shape ops and computing elementwise ops with their scalar
+rules (`scalar_ops.scalar_rule`), until it reaches materialized values, which it
+loads. Results are memoized per index within one loop body, so a value used twice
+at the same element is computed once. The walk keeps its own stack of pending ops
+(each rule is a generator that yields the elements it needs), so an expression of any
+depth, such as a sum of thousands of terms written as a Python loop, uses no Python
+recursion.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from xdsl.ir import Operation, SSAValue
 
 from pullback.compiler.conversion.element_index import Index, reshaped, to_flat, to_multi
 from pullback.compiler.conversion.kernel_writer import KernelWriter
-from pullback.compiler.conversion.scalar_ops import SCALAR_RULES
+from pullback.compiler.conversion.scalar_ops import scalar_rule
+from pullback.compiler.diagnostics import located
 from pullback.compiler.dialects import array as A
 
 Request = tuple[SSAValue, Index]
@@ -75,15 +77,16 @@ class ElementEmitter:
         op = value.owner
         assert isinstance(op, Operation)
         rule = _INDEX_RULES.get(type(op))
+        scalar = None if rule is not None else scalar_rule(type(op))
         if rule is not None:
             result = yield from rule(self, op, idx)
-        elif type(op) in SCALAR_RULES:
+        elif scalar is not None:
             args: list[SSAValue] = []
             for v in op.operands:
                 args.append((yield v, idx))
-            result = SCALAR_RULES[type(op)](self.w, op, args)
+            result = scalar(self.w, op, args)
         else:
-            raise NotImplementedError(f"'{op.name}' cannot be fused into a consumer")
+            raise NotImplementedError(located(op, f"'{op.name}' cannot be fused into a consumer"))
         self._memo[(id(value), *idx.key())] = result
         return result
 

@@ -20,6 +20,7 @@ from pullback.compiler.conversion.element_emitter import (
 )
 from pullback.compiler.conversion.element_index import Index, to_flat
 from pullback.compiler.conversion.kernel_writer import KernelWriter, size_of
+from pullback.compiler.diagnostics import located
 from pullback.compiler.dialects import array as A
 
 
@@ -141,5 +142,5 @@ def build_kernel(e: ElementEmitter, op: Operation, out: SSAValue) -> None:
     """Fill `out` with the result of special op `op`."""
     rule = KERNELS.get(type(op))
     if rule is None:
-        raise NotImplementedError(f"'{op.name}' has no kernel-level lowering")
+        raise NotImplementedError(located(op, f"'{op.name}' has no kernel-level lowering"))
     rule(e, op, out)

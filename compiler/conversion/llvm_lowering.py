@@ -1,8 +1,9 @@
 """The table-driven driver shared by the `*_to_llvm` lowerings.
 
 A lowering table maps an op class to a rule `rule(op, ctx) -> (new_ops, results)`:
-the ops to insert in place of `op` and the values that replace its results. Rules
-never convert types: after all rules ran, `retype_values` rewrites every `index`
+the ops to insert in place of `op` and the values that replace its results; an op
+with no rule raises, unless it is in the llvm dialect already. Rules never convert
+types: after all rules ran, `retype_values` rewrites every `index`
 value to `i64` and every `memref` value to `!llvm.ptr` in place (cheaper than
 recursive type conversion, and safe on `arith.constant 0 : index`).
 """
@@ -41,15 +42,27 @@ def llvm_type(t: Attribute) -> Attribute:
     return t
 
 
+def is_lowered(op: Operation) -> bool:
+    """Whether `op` is left as it is: an llvm-dialect op or the module itself."""
+    return isinstance(op, ModuleOp) or op.name.startswith("llvm.")
+
+
 def apply_tables(module: ModuleOp, tables: Sequence[LoweringTable],
                  ctx: LLVMLoweringContext) -> None:
-    """Replace every op that has a rule in `tables` (inner ops before their parents)."""
+    """Replace every op by its rule in `tables` (inner ops before their parents); an op
+    with no rule that is not already lowered (`is_lowered`) raises."""
     rules: dict[type[Operation], Rule] = {}
     for table in tables:
         rules.update(table)
     for op in list(module.walk(reverse=False, region_first=True)):
         rule = rules.get(type(op))
         if rule is None:
+            if not is_lowered(op):
+                dialect = op.name.split(".")[0]
+                raise NotImplementedError(
+                    f"no LLVM lowering rule for '{op.name}': add a row for it to the table of "
+                    f"compiler/conversion/{dialect}_to_llvm.py (kernel-level IR may use only "
+                    "ops with a row; llvm-dialect ops pass through)")
             continue
         new_ops, results = rule(op, ctx)
         Rewriter.replace_op(op, new_ops, results)

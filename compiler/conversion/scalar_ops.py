@@ -1,12 +1,15 @@
 """Scalar bodies of the elementwise `array` ops, as arith / math ops on one element.
 
-`SCALAR_RULES[OpClass](w, op, args)` emits the scalar computation of one element of
-`op` from the scalar values of its operands and returns the result value. Float and
-integer element types pick different arith ops; bad element types raise.
+`scalar_rule(OpClass)(w, op, args)` emits the scalar computation of one element of
+`op` from the scalar values of its operands and returns the result value: the standard
+ops the op's `Elementwise` trait names, or its row in `SCALAR_RULES` (ops that need
+more than one op). Float and integer element types pick different arith ops; bad
+element types raise.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from xdsl.dialects import arith, math
@@ -14,7 +17,9 @@ from xdsl.dialects.builtin import AnyFloat, f32, f64, i1, i64
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from pullback.compiler.conversion.kernel_writer import KernelWriter
+from pullback.compiler.diagnostics import located
 from pullback.compiler.dialects import array as A
+from pullback.compiler.dialects.traits import Elementwise
 
 ScalarRule = Callable[[KernelWriter, Operation, Sequence[SSAValue]], SSAValue]
 
@@ -24,26 +29,19 @@ def _is_float(t: Attribute) -> bool:
 
 
 def _unsupported(op: Operation, t: Attribute) -> NotImplementedError:
-    return NotImplementedError(f"'{op.name}' has no lowering for element type {t}")
+    return NotImplementedError(located(op, f"'{op.name}' has no lowering for element type {t}"))
 
 
-def _math_unary(cls: type[Operation]) -> ScalarRule:
-    def rule(w: KernelWriter, op: Operation, args: Sequence[SSAValue]) -> SSAValue:
-        if not _is_float(args[0].type):
-            raise _unsupported(op, args[0].type)
-        return w.add(cls(args[0]))
-
-    return rule
-
-
-def _float_int_binary(fcls: type[Operation], icls: type[Operation] | None) -> ScalarRule:
+def _standard(float_op: type[Operation], int_op: type[Operation] | None) -> ScalarRule:
+    """One standard op on the element's operands: `float_op` for floats, `int_op` for
+    signed integers (None: integers are refused, as are masks)."""
     def rule(w: KernelWriter, op: Operation, args: Sequence[SSAValue]) -> SSAValue:
         t = args[0].type
         if _is_float(t):
-            return w.add(fcls(args[0], args[1]))
-        if icls is None or t == i1:
+            return w.add(float_op(*args))
+        if int_op is None or t == i1:
             raise _unsupported(op, t)
-        return w.add(icls(args[0], args[1]))
+        return w.add(int_op(*args))
 
     return rule
 
@@ -125,29 +123,20 @@ SCALAR_RULES: dict[type[Operation], ScalarRule] = {
     A.NegOp: _neg,
     A.AbsOp: _abs,
     A.SignOp: _sign,
-    A.ExpOp: _math_unary(math.ExpOp),
-    A.LogOp: _math_unary(math.LogOp),
-    A.Log1pOp: _math_unary(math.Log1pOp),
-    A.Expm1Op: _math_unary(math.ExpM1Op),
-    A.SqrtOp: _math_unary(math.SqrtOp),
-    A.SinOp: _math_unary(math.SinOp),
-    A.CosOp: _math_unary(math.CosOp),
-    A.TanOp: _math_unary(math.TanOp),
-    A.TanhOp: _math_unary(math.TanhOp),
-    A.SinhOp: _math_unary(math.SinhOp),
-    A.CoshOp: _math_unary(math.CoshOp),
-    A.ArcsinOp: _math_unary(math.AsinOp),
-    A.ArccosOp: _math_unary(math.AcosOp),
-    A.ArctanOp: _math_unary(math.AtanOp),
-    A.AddOp: _float_int_binary(arith.AddfOp, arith.AddiOp),
-    A.SubOp: _float_int_binary(arith.SubfOp, arith.SubiOp),
-    A.MulOp: _float_int_binary(arith.MulfOp, arith.MuliOp),
-    A.DivOp: _float_int_binary(arith.DivfOp, None),
-    A.PowOp: _float_int_binary(math.PowFOp, None),
-    A.MaximumOp: _float_int_binary(arith.MaximumfOp, arith.MaxSIOp),
-    A.MinimumOp: _float_int_binary(arith.MinimumfOp, arith.MinSIOp),
-    A.Arctan2Op: _float_int_binary(math.Atan2Op, None),
     A.CompareOp: _compare,
     A.SelectOp: _select,
     A.ConvertOp: _convert,
 }
+"""Rules of the elementwise ops whose `Elementwise` trait names no standard scalar op."""
+
+
+@functools.cache
+def scalar_rule(cls: type[Operation]) -> ScalarRule | None:
+    """The scalar rule of elementwise op class `cls`: its `SCALAR_RULES` row, else one
+    applying the standard ops its `Elementwise` trait names; None for other ops."""
+    if cls in SCALAR_RULES:
+        return SCALAR_RULES[cls]
+    trait = cls.get_trait(Elementwise)
+    if trait is None or trait.float_op is None:
+        return None
+    return _standard(trait.float_op, trait.int_op)

@@ -74,6 +74,12 @@ from xdsl.utils.exceptions import VerifyException
 
 CALLBACK_KINDS = ("showgrad", "hook", "eager_update")
 
+FORWARDDIFF_MARK = "pullback.forwarddiff"
+"""Unit attribute on two ops of a `pb.forwarddiff` region: the `ad.stop_gradient` of its
+input and the `array.add` of its value and the zero derivative term. The region's
+Jacobian is constant to any further differentiation (no second order); once every AD
+pass has run, the add is replaced by its value operand (`drop-derivative-terms`)."""
+
 
 @irdl_op_definition
 class StopGradientOp(IRDLOperation):

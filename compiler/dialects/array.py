@@ -13,7 +13,7 @@ import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
-from xdsl.dialects import func
+from xdsl.dialects import arith, func, math
 from xdsl.dialects.builtin import (
     I64,
     AnyFloat,
@@ -46,6 +46,16 @@ from xdsl.irdl import (
 from xdsl.irdl.operations import VariadicDef
 from xdsl.traits import Commutative, MemoryWriteEffect, Pure
 from xdsl.utils.exceptions import VerifyException
+
+from pullback.compiler.dialects.combiners import ADD, MAX, MIN, MUL
+from pullback.compiler.dialects.traits import (
+    ArrayCanonicalization,
+    Elementwise,
+    Expensive,
+    FloatOnly,
+    IndexMap,
+    ReductionWithCombiner,
+)
 
 AnyTensor = base(TensorType)
 
@@ -115,11 +125,6 @@ def _ints(attr: DenseArrayBase) -> tuple[int, ...]:
     return tuple(int(v) for v in attr.get_values())
 
 
-def _check_float(op: Operation, t: Attribute) -> None:
-    if not isinstance(element_type_of(t), AnyFloat):
-        raise VerifyException(f"'{op.name}' needs a floating point tensor, got {t}")
-
-
 # ----------------------------------------------------------------------------
 # Constants
 # ----------------------------------------------------------------------------
@@ -171,32 +176,40 @@ class FullOp(IRDLOperation):
             )
 
 
+ZERO_MARK = "pullback.zero"
+"""Unit attribute on the `array.full` zeros that stand for a structurally zero derivative
+(made by the AD passes; `simplify` lets them absorb products and linear ops)."""
+
+
+def is_marked_zero(value: SSAValue) -> bool:
+    """Whether `value` is a structural zero made by the AD passes."""
+    op = value.owner
+    return isinstance(op, FullOp) and ZERO_MARK in op.attributes
+
+
 # ----------------------------------------------------------------------------
 # Elementwise ops: one identical tensor type for operands and result
 # ----------------------------------------------------------------------------
 
 
 class UnaryOp(IRDLOperation, abc.ABC):
-    """Base of elementwise unary ops."""
+    """Base of elementwise unary ops. Each op states its own `Elementwise` trait, naming its
+    scalar op (xDSL adds the base's traits to an op's own)."""
 
     T: ClassVar = VarConstraint("T", AnyTensor)
     operand = operand_def(T)
     result = result_def(T)
     traits = traits_def(Pure())
     assembly_format = "$operand attr-dict `:` type($result)"
-    FLOAT_ONLY: ClassVar[bool] = True
 
     def __init__(self, operand: SSAValue | Operation):
         operand = SSAValue.get(operand)
         build_fixed(self, operands=[operand], result_types=[operand.type])
 
-    def verify_(self) -> None:
-        if self.FLOAT_ONLY:
-            _check_float(self, self.result.type)
-
 
 class BinaryOp(IRDLOperation, abc.ABC):
-    """Base of elementwise binary ops."""
+    """Base of elementwise binary ops. Each op states its own `Elementwise` trait, naming its
+    scalar op (xDSL adds the base's traits to an op's own)."""
 
     T: ClassVar = VarConstraint("T", AnyTensor)
     lhs = operand_def(T)
@@ -204,150 +217,163 @@ class BinaryOp(IRDLOperation, abc.ABC):
     result = result_def(T)
     traits = traits_def(Pure())
     assembly_format = "$lhs `,` $rhs attr-dict `:` type($result)"
-    FLOAT_ONLY: ClassVar[bool] = False
 
     def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
         lhs = SSAValue.get(lhs)
         build_fixed(self, operands=[lhs, rhs], result_types=[lhs.type])
 
-    def verify_(self) -> None:
-        if self.FLOAT_ONLY:
-            _check_float(self, self.result.type)
-
 
 @irdl_op_definition
 class NegOp(UnaryOp):
     name = "array.neg"
-    FLOAT_ONLY: ClassVar[bool] = False
+    traits = traits_def(Pure(), Elementwise(), ArrayCanonicalization())
 
 
 @irdl_op_definition
 class AbsOp(UnaryOp):
     name = "array.abs"
-    FLOAT_ONLY: ClassVar[bool] = False
+    traits = traits_def(Pure(), Elementwise())
 
 
 @irdl_op_definition
 class SignOp(UnaryOp):
     name = "array.sign"
-    FLOAT_ONLY: ClassVar[bool] = False
+    traits = traits_def(Pure(), Elementwise())
 
 
 @irdl_op_definition
 class ExpOp(UnaryOp):
     name = "array.exp"
+    traits = traits_def(Pure(), Elementwise(math.ExpOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class LogOp(UnaryOp):
     name = "array.log"
+    traits = traits_def(Pure(), Elementwise(math.LogOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class Log1pOp(UnaryOp):
     name = "array.log1p"
+    traits = traits_def(Pure(), Elementwise(math.Log1pOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class Expm1Op(UnaryOp):
     name = "array.expm1"
+    traits = traits_def(Pure(), Elementwise(math.ExpM1Op), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class SqrtOp(UnaryOp):
     name = "array.sqrt"
+    traits = traits_def(Pure(), Elementwise(math.SqrtOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class SinOp(UnaryOp):
     name = "array.sin"
+    traits = traits_def(Pure(), Elementwise(math.SinOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class CosOp(UnaryOp):
     name = "array.cos"
+    traits = traits_def(Pure(), Elementwise(math.CosOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class TanOp(UnaryOp):
     name = "array.tan"
+    traits = traits_def(Pure(), Elementwise(math.TanOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class TanhOp(UnaryOp):
     name = "array.tanh"
+    traits = traits_def(Pure(), Elementwise(math.TanhOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class SinhOp(UnaryOp):
     name = "array.sinh"
+    traits = traits_def(Pure(), Elementwise(math.SinhOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class CoshOp(UnaryOp):
     name = "array.cosh"
+    traits = traits_def(Pure(), Elementwise(math.CoshOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class ArcsinOp(UnaryOp):
     name = "array.arcsin"
+    traits = traits_def(Pure(), Elementwise(math.AsinOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class ArccosOp(UnaryOp):
     name = "array.arccos"
+    traits = traits_def(Pure(), Elementwise(math.AcosOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class ArctanOp(UnaryOp):
     name = "array.arctan"
+    traits = traits_def(Pure(), Elementwise(math.AtanOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class AddOp(BinaryOp):
     name = "array.add"
-    traits = traits_def(Pure(), Commutative())
+    traits = traits_def(Pure(), Commutative(), Elementwise(arith.AddfOp, arith.AddiOp),
+                        ArrayCanonicalization())
 
 
 @irdl_op_definition
 class SubOp(BinaryOp):
     name = "array.sub"
+    traits = traits_def(Pure(), Elementwise(arith.SubfOp, arith.SubiOp), ArrayCanonicalization())
 
 
 @irdl_op_definition
 class MulOp(BinaryOp):
     name = "array.mul"
-    traits = traits_def(Pure(), Commutative())
+    traits = traits_def(Pure(), Commutative(), Elementwise(arith.MulfOp, arith.MuliOp),
+                        ArrayCanonicalization())
 
 
 @irdl_op_definition
 class DivOp(BinaryOp):
     name = "array.div"
-    FLOAT_ONLY: ClassVar[bool] = True
+    traits = traits_def(Pure(), Elementwise(arith.DivfOp), FloatOnly(), Expensive(),
+                        ArrayCanonicalization())
 
 
 @irdl_op_definition
 class PowOp(BinaryOp):
     name = "array.pow"
-    FLOAT_ONLY: ClassVar[bool] = True
+    traits = traits_def(Pure(), Elementwise(math.PowFOp), FloatOnly(), Expensive())
 
 
 @irdl_op_definition
 class MaximumOp(BinaryOp):
     name = "array.maximum"
-    traits = traits_def(Pure(), Commutative())
+    traits = traits_def(Pure(), Commutative(), Elementwise(arith.MaximumfOp, arith.MaxSIOp))
 
 
 @irdl_op_definition
 class MinimumOp(BinaryOp):
     name = "array.minimum"
-    traits = traits_def(Pure(), Commutative())
+    traits = traits_def(Pure(), Commutative(), Elementwise(arith.MinimumfOp, arith.MinSIOp))
 
 
 @irdl_op_definition
 class Arctan2Op(BinaryOp):
     name = "array.arctan2"
-    FLOAT_ONLY: ClassVar[bool] = True
+    traits = traits_def(Pure(), Elementwise(math.Atan2Op), FloatOnly(), Expensive())
 
 
 COMPARE_PREDICATES = ("lt", "le", "gt", "ge", "eq", "ne")
@@ -363,7 +389,7 @@ class CompareOp(IRDLOperation):
     lhs = operand_def(T)
     rhs = operand_def(T)
     result = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Elementwise())
     assembly_format = (
         "$predicate `,` $lhs `,` $rhs attr-dict `:` type($lhs) `->` type($result)"
     )
@@ -399,7 +425,7 @@ class SelectOp(IRDLOperation):
     on_true = operand_def(T)
     on_false = operand_def(T)
     result = result_def(T)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Elementwise(), ArrayCanonicalization())
     assembly_format = (
         "$cond `,` $on_true `,` $on_false attr-dict `:` type($cond) `,` type($result)"
     )
@@ -424,7 +450,7 @@ class ConvertOp(IRDLOperation):
     name = "array.convert"
     operand = operand_def(AnyTensor)
     result = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Elementwise(), ArrayCanonicalization())
     assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
 
     def __init__(self, operand: SSAValue | Operation, element_type: Attribute):
@@ -475,6 +501,7 @@ class BroadcastOp(_TypedUnaryShapeOp):
     """numpy `broadcast_to`: leading dimensions added, size-1 dimensions stretched."""
 
     name = "array.broadcast"
+    traits = traits_def(Pure(), IndexMap(), ArrayCanonicalization())
     assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
 
     def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
@@ -496,6 +523,7 @@ class ReshapeOp(_TypedUnaryShapeOp):
     """Row-major reshape to a shape with the same number of elements."""
 
     name = "array.reshape"
+    traits = traits_def(Pure(), IndexMap(), ArrayCanonicalization())
     assembly_format = "$operand attr-dict `:` type($operand) `->` type($result)"
 
     def __init__(self, operand: SSAValue | Operation, shape: Sequence[int]):
@@ -517,6 +545,7 @@ class TransposeOp(_TypedUnaryShapeOp):
     """Permutes dimensions: result.shape[i] = operand.shape[permutation[i]]."""
 
     name = "array.transpose"
+    traits = traits_def(Pure(), IndexMap(), ArrayCanonicalization())
     irdl_options = (ParsePropInAttrDict(),)
     permutation = prop_def(DenseArrayBase)
     assembly_format = (
@@ -605,21 +634,25 @@ class ReduceOp(IRDLOperation, abc.ABC):
 @irdl_op_definition
 class ReduceSumOp(ReduceOp):
     name = "array.reduce_sum"
+    traits = traits_def(Pure(), ReductionWithCombiner(ADD), ArrayCanonicalization())
 
 
 @irdl_op_definition
 class ReduceProdOp(ReduceOp):
     name = "array.reduce_prod"
+    traits = traits_def(Pure(), ReductionWithCombiner(MUL))
 
 
 @irdl_op_definition
 class ReduceMaxOp(ReduceOp):
     name = "array.reduce_max"
+    traits = traits_def(Pure(), ReductionWithCombiner(MAX))
 
 
 @irdl_op_definition
 class ReduceMinOp(ReduceOp):
     name = "array.reduce_min"
+    traits = traits_def(Pure(), ReductionWithCombiner(MIN))
 
 
 @irdl_op_definition
@@ -632,7 +665,7 @@ class CumsumOp(IRDLOperation):
     result = result_def(T)
     axis = prop_def(IntegerAttr[I64])
     reverse = opt_prop_def(UnitAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), ReductionWithCombiner(ADD), ArrayCanonicalization())
     assembly_format = (
         "$operand `axis` `=` $axis (`reverse` $reverse^)? attr-dict `:` type($result)"
     )
@@ -663,7 +696,7 @@ class MatmulOp(IRDLOperation):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     result = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), ArrayCanonicalization())
     assembly_format = (
         "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
     )
@@ -715,6 +748,7 @@ class SliceOp(_TypedUnaryShapeOp):
     """result[i...] = operand[start + i * stride ...]; strides may be negative."""
 
     name = "array.slice"
+    traits = traits_def(Pure(), IndexMap(), ArrayCanonicalization())
     irdl_options = (ParsePropInAttrDict(),)
     start = prop_def(DenseArrayBase)
     stride = prop_def(DenseArrayBase)
@@ -762,7 +796,7 @@ class UpdateSliceOp(IRDLOperation):
     result = result_def(T)
     start = prop_def(DenseArrayBase)
     stride = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), ArrayCanonicalization())
     assembly_format = (
         "$base_ `,` $value attr-dict `:` "
         "type($base_) `,` type($value)"
@@ -816,7 +850,7 @@ class TakeOp(IRDLOperation):
     indices = operand_def(AnyTensor)
     result = result_def(AnyTensor)
     axis = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), IndexMap(), ArrayCanonicalization())
     assembly_format = (
         "$operand `[` $indices `]` `axis` `=` $axis attr-dict `:` type($operand) `,` "
         "type($indices) `->` type($result)"
@@ -853,7 +887,7 @@ class ScatterAddOp(IRDLOperation):
     updates = operand_def(AnyTensor)
     result = result_def(T)
     axis = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), ReductionWithCombiner(ADD), ArrayCanonicalization())
     assembly_format = (
         "$base_ `[` $indices `]` `,` $updates `axis` `=` $axis attr-dict `:` "
         "type($base_) `,` type($indices) `,` type($updates)"
@@ -886,7 +920,7 @@ class ConcatenateOp(IRDLOperation):
     inputs = var_operand_def(AnyTensor)
     result = result_def(AnyTensor)
     axis = prop_def(IntegerAttr[I64])
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), ArrayCanonicalization())
     assembly_format = (
         "$inputs `axis` `=` $axis attr-dict `:` type($inputs) `->` type($result)"
     )

@@ -136,6 +136,9 @@ class ExportEntry:
     """The bytes of one call (the entry's memory report)."""
     captured: list[np.ndarray] = dataclasses.field(default_factory=list)
     """The values of the captured inputs when exported, in input order."""
+    lowering: str = ""
+    """The CPU lowering pipeline text (with any passes the entry's `pb.compile` inserted);
+    empty: the default."""
 
     def native_output_in_context(self, k: int) -> bool:
         """Whether native output `k` is a block in the context (not a user array)."""

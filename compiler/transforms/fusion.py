@@ -46,26 +46,20 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from pullback.compiler.conversion.kernel_writer import size_of
-from pullback.compiler.conversion.scalar_ops import SCALAR_RULES
 from pullback.compiler.dialects import array as A
 from pullback.compiler.dialects.ad import CallbackGradOp
+from pullback.compiler.dialects.traits import Elementwise, Expensive, IndexMap, has
 
-INDEX_MAP_OPS: tuple[type[Operation], ...] = (
-    A.BroadcastOp, A.ReshapeOp, A.TransposeOp, A.SliceOp, A.TakeOp,
-)
+INDEX_MAP_OPS: tuple[type[Operation], ...] = tuple(
+    op for op in A.Array.operations if has(op, IndexMap))
+"""The array ops with the `IndexMap` trait (they move elements, compute none)."""
 RECOMPUTE_THRESHOLD = 3
-# Ops costing several simple ops per element when recomputed.
-EXPENSIVE_OPS: frozenset[type[Operation]] = frozenset({
-    A.ExpOp, A.LogOp, A.Log1pOp, A.Expm1Op, A.SinOp, A.CosOp, A.TanOp, A.TanhOp,
-    A.SinhOp, A.CoshOp, A.ArcsinOp, A.ArccosOp, A.ArctanOp, A.PowOp, A.Arctan2Op,
-    A.DivOp, A.SqrtOp,
-})
 _COST_CAP = 1000
 
 
 def is_fusible(op: Operation) -> bool:
     """Whether a kernel may compute elements of `op` inside its own loops."""
-    if type(op) in SCALAR_RULES or isinstance(op, (*INDEX_MAP_OPS, A.FullOp)):
+    if has(op, Elementwise) or isinstance(op, (*INDEX_MAP_OPS, A.FullOp)):
         return True
     return isinstance(op, A.ConstantOp) and op.value.is_splat()
 
@@ -104,7 +98,7 @@ def is_identity_map(op: Operation) -> bool:
 def _own_cost(op: Operation) -> int:
     if isinstance(op, (*INDEX_MAP_OPS, A.FullOp, A.ConstantOp)):
         return 0
-    return 8 if type(op) in EXPENSIVE_OPS else 1
+    return 8 if has(op, Expensive) else 1
 
 
 @dataclass(frozen=True)

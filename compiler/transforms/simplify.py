@@ -1,30 +1,21 @@
 """`simplify`: algebraic cleanup of `array` IR, mostly of what the AD passes emit.
 
-Rewrites are exact for every input, NaN and inf included, with one deliberate
-exception: a structural zero made by the AD passes (an `array.full` carrying
-`pullback.zero`) absorbs products, quotients and linear ops, as a symbolic zero
-derivative does, even where the other factor is inf or NaN. Zeros written by the
-user are never used that way (`x * 0` stays, since inf * 0 is NaN).
-`x + 0 -> x` is applied to every zero (it differs only in the sign of a zero).
-Run `cse` and `dce` afterwards to drop what becomes unused.
+Input invariant: any module. Output IR: the same module with every op's
+canonicalization patterns applied until none matches, and ops left without a use
+and without an effect erased. The patterns are those the ops' traits name (the
+`array` ops' are in `array_canonicalization.py`): xDSL's `canonicalize` applies the
+same ones and also folds and removes unreachable blocks. Run `cse` and `dce`
+afterwards to drop what becomes unused.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import (
-    AnyFloat,
-    Float32Type,
-    Float64Type,
-    IntegerType,
-    ModuleOp,
-    TensorType,
-    UnitAttr,
-)
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -32,192 +23,31 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
-
-from pullback.compiler.autodiff.emit import ZERO_MARK, is_marked_zero
-from pullback.compiler.dialects import array as A
+from xdsl.traits import HasCanonicalizationPatternsTrait
 
 
-def _full(value: SSAValue) -> A.FullOp | None:
-    op = value.owner
-    return op if isinstance(op, A.FullOp) else None
+@functools.cache
+def canonicalization_patterns(cls: type[Operation]) -> tuple[RewritePattern, ...]:
+    """The patterns the canonicalization traits of op class `cls` name, in order."""
+    return tuple(pattern for trait in cls.get_traits_of_type(HasCanonicalizationPatternsTrait)
+                 for pattern in trait.get_patterns(cls))
 
 
-def _is_full_of(value: SSAValue, scalar: float) -> bool:
-    op = _full(value)
-    return op is not None and op.scalar == scalar
-
-
-def _new_full(scalar: float | int | bool, t: TensorType, marked: bool) -> A.FullOp:
-    op = A.FullOp(scalar, t)
-    if marked:
-        op.attributes[ZERO_MARK] = UnitAttr()
-    return op
-
-
-def _zeros_of(value: SSAValue) -> A.FullOp:
-    t = value.type
-    assert isinstance(t, TensorType)
-    return _new_full(0, t, marked=True)
-
-
-class SimplifyArithmetic(RewritePattern):
-    """x+0, 0+x, x-0, 0-x, x*1, x/1, and products/quotients with AD zeros."""
+class ApplyOpPatterns(RewritePattern):
+    """Tries an op's own canonicalization patterns in order; the first that rewrites wins."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if not isinstance(op, A.AddOp | A.SubOp | A.MulOp | A.DivOp):
-            return
-        x, y = op.lhs, op.rhs
-        if not isinstance(A.element_type_of(x), AnyFloat):
-            return
-        if isinstance(op, A.AddOp | A.SubOp) and _is_full_of(y, 0):
-            rewriter.replace(op, [], [x])
-        elif isinstance(op, A.AddOp) and _is_full_of(x, 0):
-            rewriter.replace(op, [], [y])
-        elif isinstance(op, A.SubOp) and _is_full_of(x, 0):
-            rewriter.replace(op, A.NegOp(y))
-        elif isinstance(op, A.MulOp | A.DivOp) and _is_full_of(y, 1):
-            rewriter.replace(op, [], [x])
-        elif isinstance(op, A.MulOp) and _is_full_of(x, 1):
-            rewriter.replace(op, [], [y])
-        elif is_marked_zero(x) or (isinstance(op, A.MulOp) and is_marked_zero(y)):
-            rewriter.replace(op, _zeros_of(op.result))
-
-
-class SimplifyNeg(RewritePattern):
-    """neg(neg(x)) -> x; neg(full v) -> full -v."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if not isinstance(op, A.NegOp):
-            return
-        inner = op.operand.owner
-        if isinstance(inner, A.NegOp):
-            rewriter.replace(op, [], [inner.operand])
-        elif isinstance(inner, A.FullOp) and isinstance(A.element_type_of(op.result), AnyFloat):
-            t = op.result.type
-            assert isinstance(t, TensorType)
-            rewriter.replace(op, _new_full(-inner.scalar, t, ZERO_MARK in inner.attributes))
-
-
-_MOVES_ELEMENTS = (A.BroadcastOp, A.ReshapeOp, A.TransposeOp, A.SliceOp, A.TakeOp)
-_LINEAR = (A.CumsumOp, A.ReduceSumOp, A.MatmulOp, A.ConcatenateOp)
-
-
-class FoldFull(RewritePattern):
-    """Ops that only move elements of a full give a full; linear ops of AD zeros give zeros."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if isinstance(op, _MOVES_ELEMENTS):
-            src = _full(op.operands[0])
-            if src is not None:
-                t = op.results[0].type
-                assert isinstance(t, TensorType)
-                rewriter.replace(op, _new_full(src.scalar, t, ZERO_MARK in src.attributes))
-        elif isinstance(op, _LINEAR):
-            zero_in = all if isinstance(op, A.ConcatenateOp) else any
-            if zero_in(is_marked_zero(v) for v in op.operands):
-                rewriter.replace(op, _zeros_of(op.results[0]))
-
-
-class SimplifyUpdates(RewritePattern):
-    """Scatter/update of AD zeros: the base stays; zeros updated by zeros stay zeros."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if isinstance(op, A.ScatterAddOp) and is_marked_zero(op.updates):
-            rewriter.replace(op, [], [op.base_])
-        elif isinstance(op, A.UpdateSliceOp) and is_marked_zero(op.value):
-            if is_marked_zero(op.base_):
-                rewriter.replace(op, [], [op.base_])
-
-
-class ComposeShapes(RewritePattern):
-    """Identity reshape/broadcast/transpose/convert vanish; reshape∘reshape and
-    transpose∘transpose become one op."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if isinstance(op, A.ReshapeOp | A.BroadcastOp | A.ConvertOp):
-            if op.operand.type == op.result.type:
-                rewriter.replace(op, [], [op.operand])
-            elif isinstance(op, A.ReshapeOp) and isinstance(op.operand.owner, A.ReshapeOp):
-                inner = op.operand.owner.operand
-                rewriter.replace(op, A.ReshapeOp(inner, A.shape_of(op.result)))
-        elif isinstance(op, A.TransposeOp):
-            perm = op.perm
-            if perm == tuple(range(len(perm))):
-                rewriter.replace(op, [], [op.operand])
-            elif isinstance(op.operand.owner, A.TransposeOp):
-                inner = op.operand.owner
-                composed = [inner.perm[p] for p in perm]
-                rewriter.replace(op, A.TransposeOp(inner.operand, composed))
-
-
-class SplatThroughShapes(RewritePattern):
-    """A reshape/transpose/broadcast of a broadcast one-element array is one broadcast."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if not isinstance(op, A.ReshapeOp | A.TransposeOp | A.BroadcastOp):
-            return
-        inner = op.operand.owner
-        if not isinstance(inner, A.BroadcastOp) or math.prod(A.shape_of(inner.operand)) != 1:
-            return
-        scalar = inner.operand
-        new: list[Operation] = []
-        if A.shape_of(scalar) != ():
-            new.append(A.ReshapeOp(scalar, []))
-            scalar = new[-1].results[0]
-        new.append(A.BroadcastOp(scalar, A.shape_of(op.results[0])))
-        rewriter.replace(op, new)
-
-
-def _widens(narrow: object, wide: object) -> bool:
-    """Whether converting narrow -> wide element type is exact and reversible."""
-    if isinstance(narrow, Float32Type):
-        return isinstance(wide, Float64Type)
-    if isinstance(narrow, IntegerType) and narrow.width.data == 1:
-        return wide != narrow
-    return False
-
-
-class SimplifyConvert(RewritePattern):
-    """convert(full) -> full; convert back after an exact widening -> the original."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if not isinstance(op, A.ConvertOp):
-            return
-        inner = op.operand.owner
-        t = op.result.type
-        assert isinstance(t, TensorType)
-        if isinstance(inner, A.FullOp):
-            v = inner.scalar
-            if isinstance(t.element_type, AnyFloat):
-                rewriter.replace(op, _new_full(float(v), t, ZERO_MARK in inner.attributes))
-            elif math.isfinite(v):
-                el = t.element_type
-                assert isinstance(el, IntegerType)
-                rewriter.replace(op, A.FullOp(bool(v) if el.width.data == 1 else int(v), t))
-        elif isinstance(inner, A.ConvertOp) and inner.operand.type == t:
-            if _widens(A.element_type_of(t), A.element_type_of(inner.result)):
-                rewriter.replace(op, [], [inner.operand])
-
-
-class SimplifySelect(RewritePattern):
-    """select(c, x, x) -> x."""
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        if isinstance(op, A.SelectOp) and op.on_true == op.on_false:
-            rewriter.replace(op, [], [op.on_true])
-
-
-PATTERNS: tuple[RewritePattern, ...] = (
-    SimplifyArithmetic(), SimplifyNeg(), FoldFull(), SimplifyUpdates(), ComposeShapes(),
-    SplatThroughShapes(), SimplifyConvert(), SimplifySelect(),
-)
+        for pattern in canonicalization_patterns(type(op)):
+            pattern.match_and_rewrite(op, rewriter)
+            if rewriter.has_done_action:
+                return
 
 
 @dataclass(frozen=True)
 class SimplifyPass(ModulePass):
-    """Apply the algebraic simplifications above until none matches."""
+    """Apply the ops' canonicalization patterns until none matches (see the module docstring)."""
 
     name = "simplify"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier(list(PATTERNS))).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([ApplyOpPatterns()])).rewrite_module(op)

@@ -142,7 +142,7 @@ def test_random_plans_never_overlap_live_buffers(rows, alignment):
 @pytest.mark.parametrize("f, args", [(chain, (X, A)), (reductions, (X,))])
 @pytest.mark.parametrize("mode", ["value", "gradient"])
 def test_planned_buffers_in_use_together_never_share_bytes(f, args, mode):
-    text = pb.compile(f, *args, mode=mode).ir("convert-array-to-loops")
+    text = pb.compile(f, *args, mode=mode).ir("memory-plan")
     module = Parser(make_context(), text).parse_module()
     host = next(op for op in module.body.block.ops
                 if isinstance(op, func.FuncOp) and "pullback.temp_bytes" in op.attributes)

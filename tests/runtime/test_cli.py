@@ -1,4 +1,5 @@
-"""`pullback opt`: parse MLIR text, run named passes, print; `--list-passes`."""
+"""`pullback opt`: parse MLIR text, run named passes, print; `--list-passes`;
+`pullback export` and its errors."""
 
 import subprocess
 import sys
@@ -116,3 +117,19 @@ def test_export_errors(tmp_path, capsys, spec, message):
     arg = spec.format(file=source, dir=tmp_path)
     assert main(["export", arg, "-o", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source, says", [
+    ("import numpy as np\n\ndef entries(:\n    pass\n", "{file}:3: "),
+    ("import numpy as np\n\nentries = 1 / 0\n",
+     "running {file} raised ZeroDivisionError at {file}:3: "),
+    ("def entries():\n    return {'e': undefined_name}\n",
+     "{file}:entries() raised NameError at {file}:2: "),
+])
+def test_export_reports_errors_in_the_users_file(tmp_path, capsys, source, says):
+    file = tmp_path / "broken.py"
+    file.write_text(source)
+    assert main(["export", f"{file}:entries", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pullback export: " + says.format(file=file))
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ from pullback.compiler.transforms.memory_kinds import (
 )
 from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryReport
 from pullback.dsl.trace import Trace
-from pullback.pipeline import CLEANUP
+from pullback.mode_pipeline import CLEANUP
 from pullback.program import trace_program
 from pullback.pytree import flatten
 

@@ -26,6 +26,7 @@ from pullback.compiler.dialects.ad import (
     HookOp,
     StopGradientOp,
 )
+from pullback.compiler.dialects.traits import Elementwise, has
 
 
 class BatchEmitter(Emitter):
@@ -248,8 +249,7 @@ def _scatter_add(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
 
 for _cls in (A.ConstantOp, A.FullOp):
     BATCH_RULES[_cls] = _constant
-for _cls in (*A.ELEMENTWISE_UNARY, *A.ELEMENTWISE_BINARY, A.CompareOp, A.SelectOp,
-             A.ConvertOp, StopGradientOp):
+for _cls in (*(op for op in A.Array.operations if has(op, Elementwise)), StopGradientOp):
     BATCH_RULES[_cls] = _elementwise
 for _cls in A.REDUCTIONS:
     BATCH_RULES[_cls] = _reduce

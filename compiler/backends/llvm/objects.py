@@ -31,10 +31,12 @@ class FunctionObject:
 
 
 def function_object(module: ModuleOp, function: str, symbol: str,
-                    machine: binding.TargetMachine, matmul: MatmulDefiner) -> FunctionObject:
+                    machine: binding.TargetMachine, matmul: MatmulDefiner,
+                    passes: str | None = None) -> FunctionObject:
     """Relocatable object code of `@function` of an array-level module, whose one global
-    symbol `symbol` is `int32_t symbol(void **buffers)` (inputs, outputs, temporaries)."""
-    low = lower_to_llvm(module, function, matmul=matmul)
+    symbol `symbol` is `int32_t symbol(void **buffers)` (inputs, outputs, temporaries);
+    `passes` is the lowering pipeline text (default: `llvm_pipeline(function)`)."""
+    low = lower_to_llvm(module, function, matmul=matmul, passes=passes)
     if low.host_call_symbols:
         raise ValueError(f"@{function} calls Python ({', '.join(low.host_call_symbols)}); "
                          "an object file cannot hold it")

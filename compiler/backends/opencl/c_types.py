@@ -6,6 +6,7 @@ of masks are `uchar`, like numpy's `bool`. Unsigned ops cast to the unsigned twi
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -16,7 +17,9 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
 )
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, Block, Operation
+
+from pullback.compiler.dialects.combiners import combiner_named
 
 _SIGNED = {1: "bool", 8: "char", 16: "short", 32: "int", 64: "long"}
 _UNSIGNED = {1: "bool", 8: "uchar", 16: "ushort", 32: "uint", 64: "ulong"}
@@ -99,28 +102,28 @@ def int_literal(value: int, t: Attribute) -> str:
 
 
 def identity_literal(combiner: str, t: Attribute) -> str:
-    """The identity of a reduction combiner ("add", "mul", "max", "min") for type `t`."""
-    if combiner in ("add", "mul"):
-        one = combiner == "mul"
-        return float_literal(float(one), t) if is_float(t) else int_literal(int(one), t)
-    if combiner not in ("max", "min"):
-        raise NotImplementedError(f"unknown reduction combiner '{combiner}' (add, mul, max, min)")
+    """The identity of a reduction combiner (`compiler/dialects/combiners.py`) for type `t`."""
+    value = combiner_named(combiner).identity(t)
     if is_float(t):
-        return float_literal(-math.inf if combiner == "max" else math.inf, t)
+        return float_literal(float(value), t)
     width = _width(t)
-    if width == 1:
-        return "false" if combiner == "max" else "true"
-    return (_INT_MIN if combiner == "max" else _INT_MAX)[width]
+    if width in _INT_MIN and value == -(2 ** (width - 1)):
+        return _INT_MIN[width]
+    if width in _INT_MAX and value == 2 ** (width - 1) - 1:
+        return _INT_MAX[width]
+    return int_literal(int(value), t)
+
+
+@functools.cache
+def _combining_op(combiner: str, t: Attribute) -> Operation:
+    """The scalar op of `combiner` on two values of type `t` (for its C expression)."""
+    block = Block(arg_types=[t, t])
+    cls = combiner_named(combiner).scalar_op(t)
+    return cls(block.args[0], block.args[1])  # type: ignore[call-arg]
 
 
 def combine_expr(combiner: str, t: Attribute, a: str, b: str) -> str:
-    """C expression combining two partial reductions."""
-    if combiner == "add":
-        return f"({a} + {b})"
-    if combiner == "mul":
-        return f"({a} * {b})"
-    if combiner in ("max", "min"):
-        if is_float(t):
-            return f"PB_{combiner.upper()}IMUM({a}, {b})"
-        return f"{combiner}({a}, {b})"
-    raise NotImplementedError(f"unknown reduction combiner '{combiner}' (add, mul, max, min)")
+    """C expression combining two partial reductions: the combiner's scalar op in C."""
+    from pullback.compiler.backends.opencl.ops import code_for_op
+
+    return code_for_op(_combining_op(combiner, t), [a, b])

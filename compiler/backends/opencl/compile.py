@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
@@ -19,6 +20,7 @@ from pullback.compiler.backends.opencl.executable import OpenCLExecutable
 from pullback.compiler.backends.opencl.kernels import Target
 from pullback.compiler.backends.opencl.plan import translate_module, uses_float64
 from pullback.compiler.backends.opencl.program import build_program
+from pullback.compiler.pass_runner import PassHooks
 
 STYLES = ("cpu", "gpu")
 
@@ -32,17 +34,21 @@ def target_for(device: Any, style: str | None = None) -> Target:
 
 
 def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False,
-                     device: str | Any | None = None,
-                     style: str | None = None) -> OpenCLExecutable:
+                     device: str | Any | None = None, style: str | None = None,
+                     passes: str | None = None, hooks: PassHooks | None = None,
+                     taken: Sequence[str] = ()) -> OpenCLExecutable:
     """Compile function `@name` of an array-level module for an OpenCL device.
 
     The caller's module is not changed. `device` is a `select_device` spec (or a
     `pyopencl.Device`); `style` forces CPU- or GPU-shaped kernels (default: the
-    device's kind). With `keep_ir`, `stages` holds the MLIR text after lowering.
+    device's kind). The lowering runs pipeline text `passes` (default
+    `kernel_pipeline(name)`; the OpenCL C is emitted from its kernel-level result,
+    which is not a pass); `hooks` and `taken` as for `lower_to_kernels`. With
+    `keep_ir`, `stages` holds the MLIR text after each pass.
     """
     dev = device if device is not None and not isinstance(device, str) else select_device(device)
     target = target_for(dev, style)
-    lowered = lower_to_kernels(module, name, keep_ir)
+    lowered = lower_to_kernels(module, name, keep_ir, passes=passes, hooks=hooks, taken=taken)
     mod, timings = lowered.module, lowered.timings
     start = time.perf_counter()
     if uses_float64(mod) and not has_fp64(dev):
