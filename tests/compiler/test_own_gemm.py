@@ -142,6 +142,24 @@ def test_matches_numpy(element: str, vector_bits: int) -> None:
             _run(fn, element, shape, ta, tb, rng)
 
 
+@pytest.mark.parametrize("vector_bits", WIDTHS)
+@pytest.mark.parametrize("element", ["f32", "f64"])
+def test_matrix_vector(element: str, vector_bits: int) -> None:
+    """Products with n = 1 or m = 1 (their own path: dot products along contiguous rows,
+    or multiply-adds of contiguous columns) around the tile rows, the column block of
+    4 vectors and the vector width in k, batched too."""
+    _, fn = _compiled(element, vector_bits)
+    rng = np.random.default_rng(23 + vector_bits)
+    t = tiling(element, vector_bits)
+    lengths = sorted({1, 2, t.mr - 1, t.mr, t.mr + 1, 4 * t.w - 1, 4 * t.w, 4 * t.w + 1,
+                      9 * t.w + 3})
+    ks = (0, t.w - 1, t.w, t.w + 1, 3 * t.w + 5)
+    for length, k in itertools.product(lengths, ks):
+        for shape in ((1, length, 1, k), (1, 1, length, k), (2, length, 1, k)):
+            for ta, tb in itertools.product((0, 1), repeat=2):
+                _run(fn, element, shape, ta, tb, rng)
+
+
 @pytest.mark.parametrize("vector_bits", [128, 512])
 @pytest.mark.parametrize("element", ["f32", "f64"])
 def test_baseline_cpu(element: str, vector_bits: int) -> None:
@@ -150,7 +168,8 @@ def test_baseline_cpu(element: str, vector_bits: int) -> None:
     _, fn = _compiled(element, vector_bits, baseline=True)
     rng = np.random.default_rng(17)
     t = tiling(element, vector_bits)
-    for shape in [(1, 0, 3, 2), (2, t.mr + 1, t.nr + 3, t.kc + 2), (1, 9, t.w - 1, 7)]:
+    for shape in [(1, 0, 3, 2), (2, t.mr + 1, t.nr + 3, t.kc + 2), (1, 9, t.w - 1, 7),
+                  (1, 9, 1, 2 * t.w + 3), (1, 1, 9, 2 * t.w + 3)]:
         for ta, tb in itertools.product((0, 1), repeat=2):
             _run(fn, element, shape, ta, tb, rng)
 

@@ -1,8 +1,7 @@
 """Matrix products on the CPU: the kernel-level `pullback_matmul_<T>` through BLAS.
 
-Why BLAS: a tuned GEMM (packing, register blocking, several threads) is hard to
-match with generated loops; calling the BLAS that scipy ships keeps a
-256x784x256 float32 product within 2x of the best libraries at no compile cost.
+In-process programs use it for large products only (`matmul_choice`: where a second
+core pays for the wait on BLAS's threads); smaller ones run the generated GEMM.
 The routines are taken from `scipy.linalg.cython_blas` capsules (Fortran
 `dgemm`/`sgemm`, every argument by pointer) and bound to JIT symbols. That extension
 module is loaded on its own, when a program first needs a matrix product: importing
@@ -87,11 +86,14 @@ def bind_blas_symbol(routine: str) -> str:
     return symbol
 
 
-def define_matmul(module: ir.Module, element: str) -> None:
-    """Give the declared `pullback_matmul_<element>` in `module` a body calling gemm."""
+def define_matmul(module: ir.Module, element: str, *, symbol: str | None = None) -> None:
+    """Give the declared `pullback_matmul_<element>` in `module` (or the declared
+    function `symbol`, of the same signature) a body calling gemm."""
     routine, scalar = _GEMM[element]
-    fn = module.get_global(f"pullback_matmul_{element}")
-    assert isinstance(fn, ir.Function)
+    name = symbol or f"pullback_matmul_{element}"
+    fn = module.globals.get(name)
+    if not isinstance(fn, ir.Function) or not fn.is_declaration:
+        raise ValueError(f"the module has no declared {name} to define")
     gemm = ir.Function(module, ir.FunctionType(ir.VoidType(), [_PTR] * 13),
                        name=bind_blas_symbol(routine))
     fn.linkage = "internal"

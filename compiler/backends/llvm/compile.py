@@ -28,6 +28,7 @@ from pullback.compiler.backends.llvm import blas, jit
 from pullback.compiler.backends.llvm.executable import LLVMExecutable
 from pullback.compiler.backends.llvm.gemm import define_own_matmul
 from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
+from pullback.compiler.backends.llvm.matmul_choice import define_chosen_matmul
 from pullback.compiler.backends.llvm.packed_entry import add_packed_entry
 from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX, matmul_symbol
 from pullback.compiler.pass_runner import PassHooks
@@ -36,8 +37,10 @@ from pullback.compiler.transforms.host_call_status import written_before_host_ca
 MatmulDefiner = Callable[[ir.Module, str], None]
 """Gives the declared `pullback_matmul_<element>` of a module a body."""
 
-GEMMS: dict[str, MatmulDefiner] = {"blas": blas.define_matmul, "own": define_own_matmul}
-"""Matrix products by name: scipy's BLAS, or pullback's own generated code (no calls)."""
+GEMMS: dict[str, MatmulDefiner] = {"auto": define_chosen_matmul, "blas": blas.define_matmul,
+                                   "own": define_own_matmul}
+"""Matrix products by name: chosen per product by its size (`matmul_choice`), scipy's
+BLAS for all, or pullback's own generated code (no calls) for all."""
 
 
 @dataclasses.dataclass
@@ -57,7 +60,7 @@ def llvm_pipeline(name: str) -> str:
 
 
 def lower_to_llvm(module: ModuleOp, name: str, *, keep_ir: bool = False,
-                  matmul: MatmulDefiner = blas.define_matmul, passes: str | None = None,
+                  matmul: MatmulDefiner = define_chosen_matmul, passes: str | None = None,
                   hooks: PassHooks | None = None, taken: Sequence[str] = ()) -> LLVMModule:
     """Lower function `@name` of an array-level module to an llvmlite module holding
     `@name` and its packed entry `@name__packed`; `matmul` defines matrix products.
@@ -89,14 +92,15 @@ def lower_to_llvm(module: ModuleOp, name: str, *, keep_ir: bool = False,
 
 
 def compile_function(module: ModuleOp, name: str, *, keep_ir: bool = False,
-                     gemm: str = "blas", passes: str | None = None,
+                     gemm: str = "auto", passes: str | None = None,
                      hooks: PassHooks | None = None,
                      taken: Sequence[str] = ()) -> LLVMExecutable:
     """Compile function `@name` of an array-level module to an `LLVMExecutable`.
 
     The caller's module is not changed. With `keep_ir`, `stages` holds the MLIR text
     after each pass; `PULLBACK_DEBUG=1` verifies the IR after each pass. `gemm`
-    picks the matrix products: "blas" (scipy's BLAS) or "own" (generated, no calls).
+    picks the matrix products: "auto" (by size: `matmul_choice`), "blas" (scipy's
+    BLAS) or "own" (generated, no calls).
     `passes`, `hooks` and `taken` as for `lower_to_llvm`.
     """
     if gemm not in GEMMS:

@@ -27,8 +27,16 @@ does not depend on what the loop vectoriser finds):
   starts from zero instead of C (beta = 0), and a product with k = 0 runs one
   empty block, which writes zeros.
 
-Only multiply-adds of the true terms reach C, in k order per element: results
-differ from the exact sum only by rounding in that order. Nothing here allocates
+* A matrix-vector product (n = 1, or m = 1: then C^T = op(B)^T A^T) would fill one
+  lane of each vector of a panel; it takes a path of its own over the matrix
+  operand M. With M's rows contiguous, `mr` rows at a time are dot products with
+  the vector, `w` partial sums per row (masked loads past k) added up at the end;
+  with its columns contiguous, blocks of 4 vectors of C accumulate whole columns
+  times a broadcast element of the vector, in k order.
+
+Only multiply-adds of the true terms reach C, in k order per element (the dot
+products: in `w` interleaved partial sums): results differ from the exact sum only
+by rounding in that order. Nothing here allocates
 on the heap, spawns threads or calls a function; the loops are shaped so that
 LLVM's idiom recognition cannot turn them into `memcpy`/`memset` calls.
 """
@@ -46,6 +54,7 @@ _I64 = ir.IntType(64)
 _PTR = ir.PointerType()
 _ELEMENTS = {"f64": (ir.DoubleType(), 8), "f32": (ir.FloatType(), 4)}  # scalar type, bytes
 _PACK_BYTES = 32 * 1024  # the packed panel of op(B): about the size of an L1 data cache
+_AXPY_VECTORS = 4  # vectors of y per block of a matrix-vector product with contiguous columns
 
 
 @dataclass(frozen=True)
@@ -100,17 +109,20 @@ def tiling(element: str, vector_bits: int) -> Tiling:
     return Tiling(w=w, mr=mr, nv=nv, kc=_PACK_BYTES // (nv * w * size))
 
 
-def define_own_matmul(module: ir.Module, element: str, vector_bits: int | None = None) -> None:
+def define_own_matmul(module: ir.Module, element: str, vector_bits: int | None = None,
+                      *, symbol: str | None = None) -> None:
     """Give the declared `pullback_matmul_<element>` in `module` a self-contained body.
 
     `vector_bits` sets the vector width of the generated code (default: the host's; for
     another target pass `vector_bits_for(its features)`). Any width computes the same
     results; a width above the target's is split by LLVM, which spills registers.
+    `symbol` names another declared function of the same signature to define instead.
     """
     t = tiling(element, host_vector_bits() if vector_bits is None else vector_bits)
-    fn = module.globals.get(f"pullback_matmul_{element}")
+    name = symbol or f"pullback_matmul_{element}"
+    fn = module.globals.get(name)
     if not isinstance(fn, ir.Function) or not fn.is_declaration:
-        raise ValueError(f"the module has no declared pullback_matmul_{element} to define")
+        raise ValueError(f"the module has no declared {name} to define")
     fn.linkage = "internal"
     _Gemm(module, fn, element, t).build()
 
@@ -136,6 +148,8 @@ class _Gemm:
                                        [self.vec, _PTR, _I32, mask])
         self.gather = _intrinsic(module, f"llvm.masked.gather.{suffix}.v{t.w}p0", self.vec,
                                  [ir.VectorType(_PTR, t.w), _I32, mask, self.vec])
+        self.reduce_add = _intrinsic(module, f"llvm.vector.reduce.fadd.{suffix}", self.scalar,
+                                     [self.scalar, self.vec])
         self.zero = ir.Constant(self.vec, None)
         self.no_lanes = ir.Constant(mask, None)
         self.lanes = ir.Constant(ir.VectorType(_I64, t.w), list(range(t.w)))
@@ -218,14 +232,124 @@ class _Gemm:
         k_stop = b.select(b.icmp_signed(">", k, _c64(0)), k, _c64(1))  # k = 0: one empty block
         size_a, size_b, size_c = b.mul(m, k), b.mul(k, n), b.mul(m, n)
 
+        # op(B)(p, j) = b[p * b_col_step + j * b_row_step], seen as a matrix (j, p)
+        b_row_step = b.select(self.trans_b, k, _c64(1))
+        b_col_step = b.select(self.trans_b, _c64(1), n)
+
         def product(p: ir.Value) -> None:
             self.pa = self.at(a, self.b.mul(p, size_a))
             self.pb = self.at(bm, self.b.mul(p, size_b))
             self.pc = self.at(c, self.b.mul(p, size_c))
-            self.loop(_c64(0), k_stop, t.kc, self.k_block)
+
+            def by_columns() -> None:  # C (1 x n) = A (a k-vector) @ op(B): rows j of op(B)^T
+                self.branch_on(self.b.icmp_signed("==", m, _c64(1)),
+                               lambda: self.matvec(self.pb, b_row_step, b_col_step, n, self.pa),
+                               lambda: self.loop(_c64(0), k_stop, t.kc, self.k_block))
+
+            self.branch_on(self.b.icmp_signed("==", n, _c64(1)),  # C (m x 1) = op(A) @ b
+                           lambda: self.matvec(self.pa, self.a_row_step, self.a_col_step, m,
+                                               self.pb),
+                           by_columns)
 
         self.loop(_c64(0), batch, 1, product)
         self.b.ret_void()
+
+    # -- matrix-vector products --------------------------------------------------------
+
+    def matvec(self, base: ir.Value, row_step: ir.Value, col_step: ir.Value,
+               rows: ir.Value, vector: ir.Value) -> None:
+        """y[i] = sum_p M(i, p) vector[p] into C, M(i, p) = base[i row_step + p col_step],
+        one of the steps 1: a product with n = 1 or m = 1, whose one-column panel
+        would fill one lane in `w`. Rows contiguous: dot products along them;
+        columns contiguous: multiply-adds of whole columns, vectorised over i."""
+        self.branch_on(self.b.icmp_signed("==", col_step, _c64(1)),
+                       lambda: self.loop(_c64(0), rows, self.t.mr,
+                                         lambda i0: self.dots(base, row_step, rows, vector, i0)),
+                       lambda: self.loop(_c64(0), rows, _AXPY_VECTORS * self.t.w,
+                                         lambda i0: self.columns(base, col_step, rows, vector,
+                                                                 i0)))
+
+    def lanes_from(self, count: ir.Value, start: ir.Value) -> ir.Value:
+        """The mask of lanes `l` with `start + l < count`."""
+        limit = self.b.sub(count, start)
+        return self.b.icmp_signed("<", self.lanes, self.splat(limit, self.lanes.type))
+
+    def dots(self, base: ir.Value, row_step: ir.Value, rows: ir.Value, vector: ir.Value,
+             i0: ir.Value) -> None:
+        """y[i0 : i0 + mr] as dot products of contiguous rows (rows past the end read
+        the last one, their sums are not stored); `w` partial sums per row, added up
+        at the end."""
+        b, w, mr = self.b, self.t.w, self.t.mr
+        last = b.sub(rows, _c64(1))
+        starts = [self.at(base, b.mul(self.min(b.add(i0, _c64(r)), last), row_step))
+                  for r in range(mr)]
+        before = b.block
+        head = self.fn.append_basic_block("dot_head")
+        inner = self.fn.append_basic_block("dot_body")
+        after = self.fn.append_basic_block("dot_after")
+        b.branch(head)
+        b.position_at_end(head)
+        p = b.phi(_I64)
+        p.add_incoming(_c64(0), before)
+        acc = []
+        for _ in range(mr):
+            phi = b.phi(self.vec)
+            phi.add_incoming(self.zero, before)
+            acc.append(phi)
+        b.cbranch(b.icmp_signed("<", p, self.k), inner, after)
+        b.position_at_end(inner)
+        mask = self.lanes_from(self.k, p)
+        v = self.load_masked(self.at(vector, p), mask)
+        new = [b.call(self.fmuladd, [self.load_masked(self.at(start, p), mask), v, acc[r]])
+               for r, start in enumerate(starts)]
+        latch = b.block
+        p.add_incoming(b.add(p, _c64(w)), latch)
+        for phi, value in zip(acc, new, strict=True):
+            phi.add_incoming(value, latch)
+        b.branch(head)
+        b.position_at_end(after)
+        for r in range(mr):
+            total = b.call(self.reduce_add, [ir.Constant(self.scalar, 0.0), acc[r]])
+            row = b.add(i0, _c64(r))
+            self.branch_on(b.icmp_signed("<", row, rows),
+                           lambda row=row, total=total: self.b.store(
+                               total, self.at(self.pc, row), align=self.align),
+                           lambda: None)
+
+    def columns(self, base: ir.Value, col_step: ir.Value, rows: ir.Value, vector: ir.Value,
+                i0: ir.Value) -> None:
+        """y[i0 : i0 + _AXPY_VECTORS w] += M(i, p) vector[p] for p in order, M's columns
+        contiguous: masked vector loads of each column, stores masked past `rows`."""
+        b, w = self.b, self.t.w
+        masks = [self.lanes_from(rows, b.add(i0, _c64(u * w))) for u in range(_AXPY_VECTORS)]
+        before = b.block
+        head = self.fn.append_basic_block("axpy_head")
+        inner = self.fn.append_basic_block("axpy_body")
+        after = self.fn.append_basic_block("axpy_after")
+        b.branch(head)
+        b.position_at_end(head)
+        p = b.phi(_I64)
+        p.add_incoming(_c64(0), before)
+        acc = []
+        for _ in range(_AXPY_VECTORS):
+            phi = b.phi(self.vec)
+            phi.add_incoming(self.zero, before)
+            acc.append(phi)
+        b.cbranch(b.icmp_signed("<", p, self.k), inner, after)
+        b.position_at_end(inner)
+        x = self.splat(b.load(self.at(vector, p), typ=self.scalar, align=self.align), self.vec)
+        column = self.at(base, b.add(b.mul(p, col_step), i0))
+        new = [b.call(self.fmuladd, [self.load_masked(self.at(column, u * w), masks[u]), x,
+                                     acc[u]])
+               for u in range(_AXPY_VECTORS)]
+        latch = b.block
+        p.add_incoming(b.add(p, _c64(1)), latch)
+        for phi, value in zip(acc, new, strict=True):
+            phi.add_incoming(value, latch)
+        b.branch(head)
+        b.position_at_end(after)
+        for u in range(_AXPY_VECTORS):
+            self.store_masked(acc[u], self.at(self.pc, b.add(i0, _c64(u * w))), masks[u])
 
     def k_block(self, k0: ir.Value) -> None:
         self.k0 = k0
