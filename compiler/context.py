@@ -15,11 +15,15 @@ from xdsl.dialects.scf import Scf
 
 from pullback.compiler.dialects.ad import Ad
 from pullback.compiler.dialects.array import Array
+from pullback.compiler.dialects.extension_ops import EXTENSION_OPS
 
 
 def make_context() -> Context:
-    """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array, ad."""
+    """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array,
+    ad, and the ops registered from outside pullback (`register_op`)."""
     ctx = Context(allow_unregistered=False)
     for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array, Ad):
         ctx.load_dialect(dialect)
+    for entry in list(EXTENSION_OPS.values()):
+        ctx.load_op(entry.cls)
     return ctx

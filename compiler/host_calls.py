@@ -1,10 +1,10 @@
 """Host calls: the Python functions compiled code calls back, found by table token and slot.
 
-A trace that uses `showgrad` or `hook` owns a `CallbackTable` (one host function per
-`slot`) and passes compiled code a 0-d int64 array holding the table's *token*; the
-callback ops read that array, so the same compiled code serves every trace of the
-same program, each call reaching the functions of its own trace. A table lives as
-long as its token array (the program that passes it).
+A trace that uses `showgrad` or `hook` owns a `CallbackTable`
+(`pullback.compiler.dialects.callback_table`: one host function per `slot`) and passes
+compiled code a 0-d int64 array holding the table's *token*; the callback ops read that
+array, so the same compiled code serves every trace of the same program, each call
+reaching the functions of its own trace.
 
 Native code calls host functions through `guarded(invoke, ...)`. Python exceptions do
 not cross native frames, so `guarded` records the exception and returns the status
@@ -17,48 +17,14 @@ call changed get their old bytes back from the runtime's undo journal
 
 from __future__ import annotations
 
-import itertools
 import threading
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-HostFunction = Callable[[np.ndarray | None], np.ndarray | None]
-"""Gets a copy of the gradient (None: no gradient reached that use); returns the
-gradient to pass on, or None to pass the same gradient on."""
+from pullback.compiler.dialects.callback_table import table_of
 
-
-@dataclass
-class CallbackTable:
-    """The host functions of one trace, by slot, with the shape of the gradient each gets."""
-
-    functions: list[HostFunction] = field(default_factory=list)
-    shapes: list[tuple[int, ...]] = field(default_factory=list)
-
-    def add(self, fn: HostFunction, shape: tuple[int, ...]) -> int:
-        """Register `fn`, called with gradients of `shape`; its slot."""
-        self.functions.append(fn)
-        self.shapes.append(shape)
-        return len(self.functions) - 1
-
-
-_TABLES: dict[int, CallbackTable] = {}
-_TOKENS = itertools.count(1)
-_REGISTER = threading.Lock()
-"""Tables are registered from any thread (every trace, every call with eager updates)."""
 _STATE = threading.local()
-
-
-def register(table: CallbackTable) -> np.ndarray:
-    """The token array that names `table` in compiled code; unregistered when it dies."""
-    with _REGISTER:
-        token = next(_TOKENS)
-        _TABLES[token] = table
-    array = np.array(token, dtype=np.int64)
-    weakref.finalize(array, _TABLES.pop, token, None)
-    return array
 
 
 def begin() -> None:
@@ -83,7 +49,7 @@ def raise_pending() -> None:
 def call(token: int, slot: int, unreached: bool, value: np.ndarray) -> np.ndarray | None:
     """Run the host function at `slot` of table `token` on the elements `value` (flat,
     row-major); the gradient it passes on (None: `value`). Exceptions propagate."""
-    table = _TABLES.get(token)
+    table = table_of(token)
     if table is None or not 0 <= slot < len(table.functions):
         raise RuntimeError(f"compiled code called host function {slot} of an unknown "
                            f"callback table {token}")

@@ -29,6 +29,7 @@ from pullback.compiler.dialects.ad import (
     CallbackOp,
     CheckpointOp,
     EagerUpdateOp,
+    ForwardOp,
     HookOp,
     ReverseBeginOp,
     StopGradientOp,
@@ -148,15 +149,15 @@ def _host_call(op: CallbackGradOp, g: np.ndarray, table: np.ndarray) -> np.ndarr
     return (flat if out is None else out).reshape(g.shape)
 
 
-def _checkpoint(op: CheckpointOp, *inputs: np.ndarray) -> np.ndarray:
-    """The region evaluated on the operands."""
+def _region_value(op: CheckpointOp | ForwardOp, *inputs: np.ndarray) -> np.ndarray:
+    """The region evaluated on the operands (`ad.checkpoint`; the value of `ad.forward`)."""
     block = op.body.block
     env: dict[SSAValue, np.ndarray] = dict(zip(block.args, inputs, strict=True))
     for inner in block.ops:
         if isinstance(inner, YieldOp):
             return env[inner.values[0]]
         env[inner.results[0]] = _step(inner, env)
-    raise ValueError("ad.checkpoint: the region does not end in ad.yield")
+    raise ValueError(f"{op.name}: the region does not end in ad.yield")
 
 
 IMPLS: dict[type[Operation], Impl] = {
@@ -164,7 +165,8 @@ IMPLS: dict[type[Operation], Impl] = {
     CallbackOp: lambda op, x, table: x,
     CallbackGradOp: _host_call,
     HookOp: lambda op, x: x,
-    CheckpointOp: _checkpoint,
+    CheckpointOp: _region_value,
+    ForwardOp: _region_value,
     EagerUpdateOp: lambda op, param, *states: param,
     A.ConstantOp: _constant,
     A.FullOp: _full,

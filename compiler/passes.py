@@ -24,6 +24,7 @@ PASSES: dict[str, str] = {
     "keep-results": _OURS + "transforms.keep_results:KeepResultsPass",
     "keep-functions": _OURS + "transforms.keep_functions:KeepFunctionsPass",
     "drop-derivative-terms": _OURS + "transforms.drop_derivative_terms:DropDerivativeTermsPass",
+    "expand-forward": _OURS + "autodiff.forward_region:ExpandForwardPass",
     "simplify": _OURS + "transforms.simplify:SimplifyPass",
     "memory-plan": _OURS + "transforms.memory_plan:MemoryPlanPass",
     "schedule-writes": _OURS + "transforms.schedule_writes:ScheduleWritesPass",

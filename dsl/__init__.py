@@ -7,6 +7,7 @@ inputs outside any trace (returning numpy results), so one function runs both wa
 from pullback.dsl.buffer import Buffer, copy
 from pullback.dsl.callbacks import hook, showgrad
 from pullback.dsl.checkpoint import checkpointed
+from pullback.dsl.custom_op import custom_op
 from pullback.dsl.eager_update import eager_update
 from pullback.dsl.errors import ShapeError, TracerBoolConversionError, TracerError
 from pullback.dsl.forwarddiff import forwarddiff
@@ -73,7 +74,7 @@ from pullback.dsl.tracer import Tracer
 
 __all__ = [
     "hook", "showgrad",
-    "forwarddiff", "checkpointed", "eager_update",
+    "forwarddiff", "checkpointed", "eager_update", "custom_op",
     "Buffer", "ShapeError", "Tracer", "TracerBoolConversionError", "TracerError",
     "abs", "add", "arccos", "arcsin", "arctan", "arctan2", "astype", "broadcast_to",
     "clip", "concatenate", "copy", "cos", "cosh", "cumsum", "divide", "dot", "equal", "exp",

@@ -22,7 +22,7 @@ import numpy as np
 from xdsl.ir import Region
 
 from pullback.compiler.dialects.ad import CallbackOp, HookOp, YieldOp
-from pullback.compiler.host_calls import CallbackTable, HostFunction, register
+from pullback.compiler.dialects.callback_table import CallbackTable, HostFunction, register
 from pullback.dsl import dtypes
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer

@@ -7,8 +7,9 @@ instead of passing it on, so the parameter gets no gradient result (its derivati
 is None) and its gradient buffer is freed where the update runs. Once every array of
 `model` has reported, `update(state, model, grads)` runs once on the caller's
 arrays, in place (for `pb.optimisers.update`, the optimiser state changes too); the
-writeable arrays of `model` and `state` are first recorded in the call's undo journal,
-so a call that fails later leaves them as they were (`pullback.compiler.undo`).
+writeable arrays of `model` and `state` are first handed to the `save` function the
+runtime gives each call (its undo journal), so a call that fails later leaves them as
+they were.
 
 The model's arrays must be inputs of the trace: function arguments or implicit
 parameters (`pb.Params`). Which caller arrays those are is known only per call: the
@@ -29,15 +30,17 @@ from typing import Any
 import numpy as np
 from xdsl.ir import Block, BlockArgument, Region
 
-from pullback.compiler import undo
 from pullback.compiler.dialects.ad import CallbackOp, EagerUpdateOp, YieldOp
-from pullback.compiler.host_calls import CallbackTable, register
+from pullback.compiler.dialects.callback_table import CallbackTable, register
 from pullback.dsl import core
+from pullback.dsl.pytree import flatten
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
-from pullback.pytree import flatten
 
 Update = Callable[[Any, Any, Any], Any]
+
+Save = Callable[[list[np.ndarray]], None]
+"""Records arrays about to be changed in place, to be put back if the call fails."""
 
 
 @dataclass(eq=False)
@@ -61,14 +64,16 @@ class _Group:
     update: Update
     params: list[EagerParam] = field(default_factory=list)
 
-    def apply(self, arrays: dict[str, np.ndarray], grads: dict[int, np.ndarray | None]) -> None:
+    def apply(self, arrays: dict[str, np.ndarray], grads: dict[int, np.ndarray | None],
+              save: Save) -> None:
         """Run the update on one call's `arrays` (by path) with their complete gradients
-        (`grads[k]` for `params[k]`; None: unreached)."""
+        (`grads[k]` for `params[k]`; None: unreached), handing what it may change to
+        `save` first."""
         if all(g is None for g in grads.values()):
             return
         by_path = {p.path: grads[k] for k, p in enumerate(self.params)}
         model = _map(self.model, "model", lambda path, x: arrays.get(path, _concrete(x)))
-        undo.save(_writeable_arrays((model, self.state)))  # put back if the call fails
+        save(_writeable_arrays((model, self.state)))  # put back if the call fails
         self.update(self.state, model,
                     _map(self.model, "model", lambda path, _: by_path.get(path)))
 
@@ -89,8 +94,9 @@ def _concrete(leaf: Any) -> Any:
 class _Call:
     """One run of compiled code: the caller's arrays and the gradients received so far."""
 
-    def __init__(self, params: list[EagerParam], arrays: list[np.ndarray]):
+    def __init__(self, params: list[EagerParam], arrays: list[np.ndarray], save: Save):
         self._params = params
+        self._save = save
         self._arrays: dict[_Group, dict[str, np.ndarray]] = {}
         for p, arr in zip(params, arrays, strict=True):
             self._arrays.setdefault(p.group, {})[p.path] = arr
@@ -106,7 +112,7 @@ class _Call:
         if len(got) < len(group.params):
             return
         del self._grads[group]
-        group.apply(self._arrays[group], got)
+        group.apply(self._arrays[group], got, self._save)
 
 
 @dataclass(eq=False)
@@ -118,17 +124,18 @@ class EagerUpdates:
     token: np.ndarray = field(default_factory=lambda: np.zeros((), np.int64))
     """Names no table: every run gets a token of its own instead (`for_call`)."""
 
-    def for_call(self, hidden: list[Any], arrays: list[Any]) -> list[Any]:
+    def for_call(self, hidden: list[Any], arrays: list[Any], save: Save) -> list[Any]:
         """`hidden` (the trace's closed-over arrays, passed to one run) with the
         placeholder token replaced by one for that run alone, whose updates write
-        `arrays[k]` for `params[k]`."""
+        `arrays[k]` for `params[k]`, handing the arrays an update may change to `save`
+        first (the run's undo journal)."""
         for p, arr in zip(self.params, arrays, strict=True):
             if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f"
                     and arr.flags.writeable):
                 raise TypeError(
                     f"eager_update updates the model in place, so the value at {p.path} "
                     f"must be a writeable floating-point numpy array, got {type(arr).__name__}")
-        call = _Call(self.params, arrays)
+        call = _Call(self.params, arrays, save)
         table = CallbackTable()
         for slot, p in enumerate(self.params):
             table.add(functools.partial(call.receive, slot), p.shape)

@@ -1,19 +1,12 @@
 """`forwarddiff`: a region of a reverse-differentiated function done in forward mode.
 
-`forwarddiff(f, x)` records `f` into a region of its own, with `x` as its one input
-and every value it closes over turned into a further input. The region becomes a
-function `@r(x, captured...)`; the `jvp` pass gives its forward derivative, the `vmap`
-pass batches that over `chunk_threshold` tangent directions at a time, and the chunks,
-fed rows of the identity, give the Jacobian `J` (shape `(y.size, x.size)`). Back in
-the enclosing trace the region's value is
-
-    y_out = y(sg(x), sg(captured)) + reshape((x - sg(x)) @ J^T)
-
-with `sg` = `ad.stop_gradient`: the value is `y` (the second term is zero), and the
-reverse pass sees exactly one derivative, `J`, with respect to `x` (`J` itself is
-computed from stopped values only). After differentiation the `drop-derivative-terms`
-pass drops the zero term from the value. Closed-over values are stopped: they get no
-derivative through the region.
+`forwarddiff(f, x)` records `f` into an `ad.forward` region with `x` as its first
+operand and every value it closes over turned into a further operand, and
+`chunk_threshold` as its `chunk`. The compiler's `expand-forward` pass
+(`pullback.compiler.autodiff.forward_region`) turns the region into its value plus a
+zero term whose derivative with respect to `x` is the Jacobian, computed in forward
+mode `chunk` tangent directions at a time; closed-over values get no derivative
+through the region. In value mode the region is just its value.
 """
 
 from __future__ import annotations
@@ -22,19 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Block, Region
 
-from pullback.compiler.autodiff.forward import build_jvp
-from pullback.compiler.autodiff.functions import is_float
-from pullback.compiler.autodiff.vmap import build_vmap
-from pullback.compiler.context import make_context
-from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, StopGradientOp
-from pullback.compiler.passes import get_pass
-from pullback.compiler.transforms.bind_zeros import bind_zeros
+from pullback.compiler.dialects.ad import ForwardOp, YieldOp
 from pullback.dsl import core, dtypes, integer_shadow
-from pullback.dsl import ops as dsl_ops
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace, current_trace
 from pullback.dsl.tracer import Tracer
@@ -82,24 +67,11 @@ def forwarddiff(f: Callable[[Any], Any], x: Any,
         raise ValueError("forwarddiff: f returned a traced value from another trace")
     _check_region(block)
     returned = integer_shadow.result(trace, y.value)
-    block.add_op(func.ReturnOp(returned))
+    trace.terminate(block, YieldOp(returned))
     captured = capture(block)
-    fn = func.FuncOp("forwarddiff_region", ([a.type for a in block.args], [returned.type]),
-                     Region(block))
-    module = ModuleOp([fn])
-    start = trace.emit(StopGradientOp(xt.value))
-    start.value.owner.attributes[FORWARDDIFF_MARK] = UnitAttr()
-    inputs = [start.value, *(_stopped(trace, v) for v in captured)]
-    (value,) = trace.inline(fn, inputs)
-    out = Tracer(trace, value)
-    if not is_float(value) or xt.size == 0 or out.size == 0:
-        return out
-    jt = _jacobian_transposed(trace, module, fn, inputs, xt, out, int(chunk_threshold))
-    d = dsl_ops.reshape(xt - start, (1, xt.size))
-    lin = dsl_ops.reshape(dsl_ops.matmul(d, jt), out.shape)
-    result = out + dsl_ops.astype(lin, out.dtype)
-    result.value.owner.attributes[FORWARDDIFF_MARK] = UnitAttr()
-    return result
+    assert isinstance(returned.type, TensorType)
+    return trace.emit(ForwardOp(xt.value, captured, Region(block), returned.type,
+                                int(chunk_threshold)))
 
 
 # ----------------------------------------------------------------------------
@@ -140,56 +112,3 @@ def _check_region(block: Block) -> None:
                 "showgrad/hook inside forwarddiff is not supported: forward mode computes "
                 "no gradient to show or replace inside the region; move the call outside "
                 f"pb.forwarddiff (found '{op.name}')")
-
-
-def _stopped(trace: Trace, value: SSAValue) -> SSAValue:
-    """A captured value as the region sees it: floats with their derivatives stopped."""
-    return trace.emit(StopGradientOp(value)).value if is_float(value) else value
-
-
-# ----------------------------------------------------------------------------
-# The Jacobian, chunk by chunk
-# ----------------------------------------------------------------------------
-
-
-def _jacobian_transposed(trace: Trace, module: ModuleOp, fn: func.FuncOp,
-                         inputs: list[SSAValue], x: Tracer, y: Tracer, chunk: int) -> Tracer:
-    """`J^T` of shape (x.size, y.size), assembled from forward passes over chunks of
-    at most `chunk` tangent directions."""
-    n, m = x.size, y.size
-    jvp = _tangent_function(module, fn)
-    sizes = [min(chunk, n - s) for s in range(0, n, chunk)]
-    batched: dict[int, func.FuncOp] = {}
-    for size in sorted(set(sizes)):
-        vm = build_vmap(module, jvp, (len(inputs),), size, broadcast=True)
-        vm.sym_name = StringAttr(f"{jvp.sym_name.data}_vmap{size}")
-        batched[size] = vm
-    rows = []
-    for start, size in zip(range(0, n, chunk), sizes, strict=True):
-        seed = _identity_rows(trace, x, start, size)
-        _, tangent = trace.inline(batched[size], [*inputs, seed.value])
-        rows.append(dsl_ops.reshape(Tracer(trace, tangent), (size, m)))
-    return rows[0] if len(rows) == 1 else dsl_ops.concatenate(rows, axis=0)
-
-
-def _tangent_function(module: ModuleOp, fn: func.FuncOp) -> func.FuncOp:
-    """`@r_jvp(x, captured..., tx)`: the forward derivative with respect to `x` only
-    (the captured values' tangents bound to zero), cleaned up."""
-    jvp = build_jvp(module, fn)
-    n = len(fn.body.block.args)
-    bind_zeros(jvp, range(n + 1, len(jvp.body.block.args)))
-    ctx = make_context()
-    for name in ("simplify", "cse", "dce"):
-        get_pass(name)().apply(ctx, module)
-    return jvp
-
-
-def _identity_rows(trace: Trace, x: Tracer, start: int, size: int) -> Tracer:
-    """Rows `start .. start+size` of the identity of order x.size, as `size` tangents
-    shaped like `x`; computed by the program (no constant array)."""
-    n, dt = x.size, x.dtype
-    cols = dsl_ops.cumsum(trace.full(1.0, (n,), dt))
-    rows = dsl_ops.cumsum(trace.full(1.0, (size,), dt)) + float(start)
-    eye = dsl_ops.where(dsl_ops.reshape(rows, (size, 1)) == dsl_ops.reshape(cols, (1, n)),
-                        trace.full(1.0, (), dt), trace.full(0.0, (), dt))
-    return dsl_ops.reshape(eye, (size, *x.shape))

@@ -9,10 +9,10 @@ import numpy as np
 
 from pullback import devices, pipeline, traced_gradient
 from pullback.dsl import dtypes
+from pullback.dsl.pytree import first_entry, flatten
 from pullback.dsl.trace import current_trace
 from pullback.params import Grads, Params
 from pullback.program import Program, ResultIndex, trace_call
-from pullback.pytree import first_entry, flatten
 from pullback.results import gradients, output_value, param_gradients, value_leaf
 
 

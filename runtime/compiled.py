@@ -13,9 +13,9 @@ from pullback import api, devices, jacobians, mode_pipeline, pipeline, signature
 from pullback.compiler.backends.kernel_level import numpy_dtype
 from pullback.compiler.located_stages import located_stages
 from pullback.compiler.transforms.memory_plan import MemoryReport
+from pullback.dsl.pytree import flatten
 from pullback.params import Params
 from pullback.program import Program, trace_program
-from pullback.pytree import flatten
 from pullback.results import gradients, output_value
 
 COMPILE_MODES = ("value", "gradient", "withgradient", "pullback", "jacobian", "withjacobian",

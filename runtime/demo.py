@@ -31,7 +31,7 @@ import numpy as np
 
 import pullback as pb
 from pullback.devices import resolve
-from pullback.pytree import flatten
+from pullback.dsl.pytree import flatten
 
 INSTALL = 'pip install "scikit-learn>=1.3"'
 """The command that installs the demo's one extra dependency."""

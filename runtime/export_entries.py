@@ -30,9 +30,9 @@ from pullback.compiler.export.entry import (
     Zeros,
     c_identifier,
 )
+from pullback.dsl.pytree import flatten, leaf_paths
 from pullback.jacobians import JacobianCall, SecondDerivativeCall
 from pullback.program import Program, ResultIndex
-from pullback.pytree import flatten, leaf_paths
 
 _WHAT_CALLS_PYTHON = {"showgrad": "pb.showgrad", "hook": "pb.hook",
                       "eager_update": "a Python pb.eager_update function"}

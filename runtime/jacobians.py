@@ -21,6 +21,7 @@ import numpy as np
 from pullback import devices, pipeline
 from pullback.dsl import dtypes
 from pullback.dsl.errors import ForeignTracerError
+from pullback.dsl.pytree import flatten
 from pullback.dsl.trace import current_trace
 from pullback.dsl.tracer import Tracer
 from pullback.mode_pipeline import Insertions
@@ -33,7 +34,6 @@ from pullback.program import (
     input_array,
     trace_program,
 )
-from pullback.pytree import flatten
 from pullback.results import output_value, value_leaf
 from pullback.traced_gradient import not_in_trace
 

@@ -2,7 +2,8 @@
 
 `pipeline_for` gives, for a traced program in a mode on a device, the complete
 pipeline text (xDSL's `a,b{opt=1},c` syntax) from the traced module to the last
-pass: the AD passes of the mode, `drop-derivative-terms`, `simplify,cse,dce`, then the
+pass: `expand-forward` where the program has `pb.forwarddiff` regions, the AD passes of
+the mode, `drop-derivative-terms`, `simplify,cse,dce`, then the
 device's lowering (`convert-array-to-loops{function=..},memory-plan` and, for the
 CPU, `expand-math,host-call-status,convert-loops-to-llvm`). The runtime parses and
 runs that same text (`pullback.compiler.pass_runner`), so `pullback opt` replays it.
@@ -29,6 +30,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 from xdsl.passes import ModulePass
 
+from pullback.compiler.autodiff.forward_region import has_forward_regions
 from pullback.compiler.autodiff.functions import is_float
 from pullback.compiler.context import make_context
 from pullback.compiler.dialects.array import shape_of
@@ -194,16 +196,17 @@ def array_pipeline(program: Program, mode: str, *, cotangents: tuple[int, ...] =
     name = program.name
     wrt = wrt or tuple(program.diff_args())
     fn = function_named(program.module, name)
+    expand = _expand_forward(program.module, mode)
     if mode == "value":
-        return ArrayPipeline(CLEANUP, name, ())
+        return ArrayPipeline((*expand, *CLEANUP), name, ())
     autodiff = get_pass("autodiff")
     if mode in ("gradient", "pullback"):
         first = autodiff(func=name, wrt=wrt, cotangents=cotangents, seed=(mode == "gradient"))
-        return _array([first], name + "_vjp", None)
+        return _array(expand, [first], name + "_vjp", None)
     n = len(fn.body.block.args)
     if mode == "jacobian":
         size = _size(shape_of(fn.function_type.outputs.data[cotangents[0]]))
-        return _array([autodiff(func=name, wrt=wrt, cotangents=cotangents),
+        return _array(expand, [autodiff(func=name, wrt=wrt, cotangents=cotangents),
                        get_pass("vmap")(func=name + "_vjp", args=(n,), size=size,
                                         broadcast=False)], name + "_vjp_vmap", None)
     seeded = autodiff(func=name, wrt=wrt, seed=True)
@@ -211,7 +214,7 @@ def array_pipeline(program: Program, mode: str, *, cotangents: tuple[int, ...] =
     vjp = _applied(seeded, ctx, copy, name + "_vjp")
     grads = int_array_attr(vjp, "pullback.wrt")
     if not grads:
-        return _array([seeded], name, ())
+        return _array(expand, [seeded], name, ())
     size = sum(_size(shape_of(fn.body.block.args[i])) for i in wrt)
     outputs = vjp.function_type.outputs.data
     num_out = len(outputs)
@@ -238,13 +241,21 @@ def array_pipeline(program: Program, mode: str, *, cotangents: tuple[int, ...] =
     passes += [get_pass("vmap")(func=fn_name, args=tuple(range(n, n + len(batch_args))),
                                 size=size),
                get_pass("keep-results")(func=fn_name + "_vmap", results=keep)]
-    return _array(passes, fn_name + "_vmap", seconds, batch_args)
+    return _array(expand, passes, fn_name + "_vmap", seconds, batch_args)
 
 
-def _array(passes: list[ModulePass], entry: str, grad_args: tuple[int, ...] | None,
-           batched: tuple[int, ...] = ()) -> ArrayPipeline:
+def _expand_forward(module: ModuleOp, mode: str) -> tuple[str, ...]:
+    """`expand-forward` first where the program has `ad.forward` regions (`pb.forwarddiff`):
+    to their value alone in value mode, with their Jacobians in the others."""
+    if not has_forward_regions(module):
+        return ()
+    return (pass_text(get_pass("expand-forward")(derivatives=mode != "value")),)
+
+
+def _array(expand: tuple[str, ...], passes: list[ModulePass], entry: str,
+           grad_args: tuple[int, ...] | None, batched: tuple[int, ...] = ()) -> ArrayPipeline:
     keep = get_pass("keep-functions")(names=(entry,))
-    return ArrayPipeline((*(pass_text(p) for p in [*passes, keep]), *CLEANUP), entry,
+    return ArrayPipeline((*expand, *(pass_text(p) for p in [*passes, keep]), *CLEANUP), entry,
                          grad_args, batched)
 
 

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pullback.dsl import core, sqrt
+from pullback.dsl.pytree import Tree, children, flatten
 from pullback.dsl.trace import Trace
 from pullback.dsl.tracer import Tracer
-from pullback.pytree import Tree, children, flatten
 
 # -- the rules ----------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ closed-over arrays stay inputs. It is bounded and thread-safe
 (`pullback.compile_cache`). CPU programs are also kept on disk across processes
 (`pullback.disk_compile_cache`): a program found there is loaded instead of compiled,
 and its stage texts are made only if someone reads them. A program with passes
-inserted from outside pullback is not kept on disk (its passes' code is not part of
-the disk key).
+inserted from outside pullback, or holding an op registered from outside it
+(`register_op`), is not kept on disk (their code is not part of the disk key).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from xdsl.passes import ModulePass
 from pullback import disk_compile_cache
 from pullback.compile_cache import CacheStats, CompileCache, limit_from_environment
 from pullback.compiler import undo
-from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, CallbackOp, EagerUpdateOp
+from pullback.compiler.dialects.ad import (
+    FORWARDDIFF_MARK,
+    CallbackOp,
+    EagerUpdateOp,
+    ForwardOp,
+)
+from pullback.compiler.dialects.extension_ops import holds_extension_op
 from pullback.compiler.ir_dump import dump_header
 from pullback.compiler.pass_runner import PassHooks, run_pipeline
 from pullback.devices import backend_of
@@ -122,7 +128,7 @@ def _load_or_build(program: Program, mode: str, device: str, keep_ir: bool,
                    insertions: Insertions) -> Built:
     """`build`, or the program loaded from the disk cache (CPU), which keeps what it builds."""
     if (print_ir_request() is not None or not disk_compile_cache.applies(device)
-            or not only_builtin(insertions)):
+            or not only_builtin(insertions) or holds_extension_op(program.module)):
         built = build(program, mode, device, keep_ir=keep_ir, cotangents=cotangents, wrt=wrt,
                       insertions=insertions)
         getattr(built.executable, "take_object", lambda: None)()  # not kept: free it
@@ -298,7 +304,7 @@ def _pass_texts(program: Program, mode: str, device: str, cotangents: tuple[int,
 def _check_first_order_only(module: ModuleOp) -> None:
     """Second derivatives cannot pass a forwarddiff region (its Jacobian is constant)."""
     for op in module.walk():
-        if FORWARDDIFF_MARK in op.attributes:
+        if isinstance(op, ForwardOp) or FORWARDDIFF_MARK in op.attributes:
             raise NotImplementedError(
                 "second derivatives through pb.forwarddiff are not supported: the region's "
                 "Jacobian is a constant to further differentiation; compute the Hessian "

@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from pullback.compiler import undo
 from pullback.compiler.dialects.array import AssignOp
 from pullback.dsl import dtypes, integer_shadow
 from pullback.dsl.eager_update import EagerUpdates, eager_updates
 from pullback.dsl.errors import ForeignTracerError
+from pullback.dsl.pytree import Tree, flatten
 from pullback.dsl.trace import Trace, tracing
 from pullback.dsl.tracer import Tracer
 from pullback.params import Params
-from pullback.pytree import Tree, flatten
 
 # What each input leaf is.
 DIFF = "diff"      # a float or integer array, or a number: differentiable
@@ -156,7 +157,7 @@ class Program:
         if self.eager is not None:
             hidden = self.eager.for_call(hidden, [
                 leaves[traced[p.arg]] if p.arg < len(traced) else self.hidden[p.arg - len(traced)]
-                for p in self.eager.params])
+                for p in self.eager.params], undo.save)
         first = len(traced)
         return ins + [_own(arr, _passed(input_array(arr, DIFF, "a parameter"), wanted[first + h])
                            if self._is_param(h) else hidden_array(arr))

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pullback.dsl.pytree import Tree, child_keys, describe, flatten, leaf_paths
 from pullback.program import MASK, STATIC, classify, input_array
-from pullback.pytree import Tree, child_keys, describe, flatten, leaf_paths
 
 LeafSignature = tuple[Any, ...]
 """`(kind,)` for a non-array leaf, else `(kind, shape, dtype name)` as passed to native code."""

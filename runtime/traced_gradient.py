@@ -37,12 +37,12 @@ from pullback.compiler.context import make_context
 from pullback.compiler.dialects.ad import FORWARDDIFF_MARK
 from pullback.compiler.passes import get_pass
 from pullback.dsl import core, dtypes, integer_shadow
+from pullback.dsl.pytree import flatten
 from pullback.dsl.regions import capture
 from pullback.dsl.trace import Trace
 from pullback.dsl.tracer import Tracer
 from pullback.params import Params
 from pullback.program import DIFF, MASK, Program, ResultIndex, classify
-from pullback.pytree import flatten
 
 REGION_NAME = "gradient_region"
 

@@ -17,6 +17,7 @@ from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 
 from pullback.compiler.autodiff.emit import Emitter
+from pullback.compiler.autodiff.forward_region import expand_forward_regions
 from pullback.compiler.autodiff.functions import (
     add_function,
     body_of,
@@ -30,6 +31,7 @@ from pullback.compiler.autodiff.rules import jvp_rule
 
 def build_jvp(module: ModuleOp, f: func.FuncOp) -> func.FuncOp:
     """Add `@<f>_jvp` next to `f` and return it."""
+    expand_forward_regions(f)
     block, ops, ret = body_of(f)
     takes_tangent = [i for i, a in enumerate(block.args) if is_float(a)]
     n = len(block.args)

@@ -24,6 +24,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from pullback.compiler.autodiff.emit import Emitter
+from pullback.compiler.autodiff.forward_region import expand_forward_regions
 from pullback.compiler.autodiff.functions import (
     add_function,
     body_of,
@@ -61,6 +62,7 @@ def build_vjp(module: ModuleOp, f: func.FuncOp, wrt: Sequence[int] = (),
     result); with `seed`, those results must be scalars and their cotangent is the
     constant 1 instead of an argument.
     """
+    expand_forward_regions(f)
     block, ops, ret = body_of(f)
     results = list(ret.arguments)
     float_results = [i for i, r in enumerate(results) if is_float(r)]

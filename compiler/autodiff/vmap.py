@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType,
 from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.passes import ModulePass
 
+from pullback.compiler.autodiff.forward_region import expand_forward_regions
 from pullback.compiler.autodiff.functions import (
     DERIVATIVE,
     add_function,
@@ -68,6 +69,7 @@ def build_vmap(module: ModuleOp, f: func.FuncOp, args: Sequence[int], size: int,
                broadcast: bool = True) -> func.FuncOp:
     """Add `@<f>_vmap`, batched over the arguments `args` with batch size `size`."""
     _check_args(f, args, size)
+    expand_forward_regions(f)
     block, ops, ret = body_of(f)
     types = [
         TensorType(element_type_of(a), [size, *shape_of(a)]) if i in args else a.type

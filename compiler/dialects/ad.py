@@ -33,6 +33,14 @@ region's arguments; it reads nothing from outside) whose `ad.yield` gives its re
 Its VJP saves only the operands and recomputes the region in the backward pass; after
 differentiation the region is inlined into plain ops.
 
+`ad.forward` (`pb.forwarddiff`) is a region computed from its operands alone: the
+first operand is the input `x` the region is differentiated by, in forward mode, the
+others are values it closes over, which get no derivative through it. Its `ad.yield`
+gives its one result. `chunk` is the most tangent directions one forward pass carries.
+The `expand-forward` pass (`compiler/autodiff/forward_region.py`) replaces it by plain
+ops before differentiation: its value plus a zero term whose derivative is the
+Jacobian the chunked forward passes compute.
+
 `ad.reverse_begin` (no operands, no results) marks where the reverse sweep of a
 function built by `autodiff` begins: the ops before it compute the primal, the ops
 after it the adjoints. A function has at most one. It has no memory-effect trait,
@@ -75,10 +83,11 @@ from xdsl.utils.exceptions import VerifyException
 CALLBACK_KINDS = ("showgrad", "hook", "eager_update")
 
 FORWARDDIFF_MARK = "pullback.forwarddiff"
-"""Unit attribute on two ops of a `pb.forwarddiff` region: the `ad.stop_gradient` of its
-input and the `array.add` of its value and the zero derivative term. The region's
-Jacobian is constant to any further differentiation (no second order); once every AD
-pass has run, the add is replaced by its value operand (`drop-derivative-terms`)."""
+"""Unit attribute on two ops of an expanded `ad.forward` (`expand-forward`): the
+`ad.stop_gradient` of its input and the `array.add` of its value and the zero derivative
+term. The region's Jacobian is constant to any further differentiation (no second
+order); once every AD pass has run, the add is replaced by its value operand
+(`drop-derivative-terms`)."""
 
 
 @irdl_op_definition
@@ -214,13 +223,54 @@ class CheckpointOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ForwardOp(IRDLOperation):
+    """A region differentiated in forward mode with respect to its first operand.
+
+    The region takes one argument per operand (same types; the first is `x`, the
+    rest are values it closes over) and yields the result; it uses no value defined
+    outside it. `chunk` (>= 1) bounds the tangent directions per forward pass.
+    """
+
+    name = "ad.forward"
+    x = operand_def(TensorType)
+    captured = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    chunk = prop_def(IntegerAttr[I64])
+    body = region_def("single_block")
+    traits = traits_def(RecursiveMemoryEffect(), IsolatedFromAbove())
+    assembly_format = ("$x `(` $captured `)` `chunk` $chunk attr-dict `:` type($x) `,` "
+                       "`(` type($captured) `)` `->` type($result) $body")
+
+    def __init__(self, x: SSAValue | Operation, captured: Sequence[SSAValue | Operation],
+                 body: Region, result_type: TensorType, chunk: int):
+        super().__init__(operands=[SSAValue.get(x), [SSAValue.get(v) for v in captured]],
+                         result_types=[result_type], regions=[body],
+                         properties={"chunk": IntegerAttr(chunk, i64)})
+
+    def verify_(self) -> None:
+        if self.chunk.value.data < 1:
+            raise VerifyException(f"ad.forward: chunk must be >= 1, got {self.chunk.value.data}")
+        want = [self.x.type, *(v.type for v in self.captured)]
+        got = [a.type for a in self.body.block.args]
+        if got != want:
+            raise VerifyException(
+                f"ad.forward: the region's argument types {got} must be the operand "
+                f"types {want}")
+        last = self.body.block.last_op
+        t = self.result.type
+        if not isinstance(last, YieldOp) or len(last.values) != 1 or last.values[0].type != t:
+            raise VerifyException(f"ad.forward: the region must yield one value of type {t}")
+
+
+@irdl_op_definition
 class YieldOp(IRDLOperation):
-    """The value an `ad.hook` or `ad.checkpoint` region gives back."""
+    """The value an `ad.hook`, `ad.checkpoint`, `ad.forward` or `ad.eager_update`
+    region gives back."""
 
     name = "ad.yield"
     values = var_operand_def()
     traits = lazy_traits_def(
-        lambda: (IsTerminator(), HasParent(HookOp, CheckpointOp, EagerUpdateOp), Pure()))
+        lambda: (IsTerminator(), HasParent(HookOp, CheckpointOp, ForwardOp, EagerUpdateOp), Pure()))
     assembly_format = "$values attr-dict `:` type($values)"
 
     def __init__(self, *values: SSAValue | Operation):
@@ -300,5 +350,5 @@ def hook_region(argument_type: TensorType) -> tuple[Region, Block]:
     return Region(block), block
 
 
-Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, CheckpointOp, YieldOp,
-                   ReverseBeginOp, EagerUpdateOp], [])
+Ad = Dialect("ad", [StopGradientOp, CallbackOp, CallbackGradOp, HookOp, CheckpointOp, ForwardOp,
+                   YieldOp, ReverseBeginOp, EagerUpdateOp], [])

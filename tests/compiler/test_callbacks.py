@@ -15,8 +15,8 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from pullback.cli import main
-from pullback.compiler import host_calls
 from pullback.compiler.context import make_context
+from pullback.compiler.dialects import callback_table
 from pullback.compiler.dialects.ad import CallbackGradOp, CallbackOp, HookOp
 from pullback.compiler.interpreter import evaluate_module
 from pullback.compiler.passes import get_pass
@@ -62,10 +62,10 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.seen: dict[int, list[object]] = {0: [], 1: [], 2: []}
-        self.table = host_calls.CallbackTable()
+        self.table = callback_table.CallbackTable()
         for slot in range(3):
             self.table.add(self._slot(slot), (3,))
-        self.token = host_calls.register(self.table)
+        self.token = callback_table.register(self.table)
 
     def _slot(self, slot: int):
         def fn(value):

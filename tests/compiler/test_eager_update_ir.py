@@ -10,8 +10,8 @@ import pytest
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 from xdsl.parser import Parser
 
-from pullback.compiler import host_calls
 from pullback.compiler.context import make_context
+from pullback.compiler.dialects import callback_table
 from pullback.compiler.dialects.ad import CallbackGradOp
 from pullback.compiler.interpreter import evaluate_module
 from pullback.compiler.passes import get_pass
@@ -52,10 +52,10 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.seen: dict[int, list[np.ndarray | None]] = {0: [], 1: []}
-        self.table = host_calls.CallbackTable()
+        self.table = callback_table.CallbackTable()
         for slot in range(2):
             self.table.add(self._slot(slot), (3,))
-        self.token = host_calls.register(self.table)
+        self.token = callback_table.register(self.table)
 
     def _slot(self, slot: int):
         def fn(value):

@@ -21,8 +21,8 @@ import pullback as pb
 from pullback import pipeline
 from pullback.compiler.context import make_context
 from pullback.compiler.passes import parse_pipeline
+from pullback.dsl.pytree import flatten
 from pullback.program import trace_program
-from pullback.pytree import flatten
 
 O = pb.optimisers
 LAYERS = 4

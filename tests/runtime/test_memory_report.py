@@ -31,10 +31,10 @@ from pullback.compiler.transforms.memory_kinds import (
     split_at_reverse_begin,
 )
 from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryReport
+from pullback.dsl.pytree import flatten
 from pullback.dsl.trace import Trace
 from pullback.mode_pipeline import CLEANUP
 from pullback.program import trace_program
-from pullback.pytree import flatten
 
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((4, 8))

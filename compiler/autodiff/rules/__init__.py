@@ -13,10 +13,10 @@ JVP_RULES: dict[type[Operation], JvpRule] = {**array.JVP_RULES, **ad.JVP_RULES}
 
 def _missing(op: Operation, kind: str, mode: str) -> NotImplementedError:
     dialect = op.name.split(".")[0]
-    return NotImplementedError(
-        f"no {kind} rule for '{op.name}' ({mode} mode); register one in "
-        f"compiler/autodiff/rules/{dialect}.py"
-    )
+    where = (f"in compiler/autodiff/rules/{dialect}.py" if dialect in ("array", "ad")
+             else "with pullback.compiler.register_op (an op defined outside pullback)")
+    return NotImplementedError(f"no {kind} rule for '{op.name}' ({mode} mode); register one "
+                               f"{where}")
 
 
 def vjp_rule(op: Operation) -> VjpRule:

@@ -87,7 +87,7 @@ def _constant(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
 # ----------------------------------------------------------------------------
 
 
-def _elementwise(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
+def elementwise_rule(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
                  batched: Sequence[bool]) -> SSAValue:
     lifted = [e.lift(v, b) for v, b in zip(operands, batched, strict=True)]
     return _rebuild(e, op, lifted, e.batched_type(op.results[0]))
@@ -250,7 +250,7 @@ def _scatter_add(e: BatchEmitter, op: Operation, operands: Sequence[SSAValue],
 for _cls in (A.ConstantOp, A.FullOp):
     BATCH_RULES[_cls] = _constant
 for _cls in (*(op for op in A.Array.operations if has(op, Elementwise)), StopGradientOp):
-    BATCH_RULES[_cls] = _elementwise
+    BATCH_RULES[_cls] = elementwise_rule
 for _cls in A.REDUCTIONS:
     BATCH_RULES[_cls] = _reduce
 BATCH_RULES.update({
@@ -327,7 +327,9 @@ def batch_rule(op: Operation) -> BatchRule:
     rule = BATCH_RULES.get(type(op))
     if rule is None:
         dialect = op.name.split(".")[0]
-        raise NotImplementedError(
-            f"no batching rule for '{op.name}' (vmap); register one in "
-            f"compiler/autodiff/rules/batch.py (the {dialect} dialect's ops)")
+        where = (f"in compiler/autodiff/rules/batch.py (the {dialect} dialect's ops)"
+                 if dialect in ("array", "ad") else
+                 "with pullback.compiler.register_op (an op defined outside pullback)")
+        raise NotImplementedError(f"no batching rule for '{op.name}' (vmap); register one "
+                                  f"{where}")
     return rule
