@@ -30,15 +30,17 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 
-from pullback.compiler.dialects.ad import CheckpointOp, ReverseBeginOp, YieldOp
+from pullback.compiler.dialects.ad import CheckpointOp, ForwardOp, ReverseBeginOp, YieldOp
 
 RECOMPUTE_MARK = "pullback.recompute"
 """Unit attribute on the ops the backward pass recomputes from a checkpoint's operands."""
 
 
-def region_function(op: CheckpointOp) -> tuple[ModuleOp, func.FuncOp]:
-    """A copy of `op`'s region as `@checkpoint_region(operands...) -> result`, alone in a
-    module of its own (the AD passes add their functions next to it)."""
+def region_function(op: CheckpointOp | ForwardOp,
+                    name: str = "checkpoint_region") -> tuple[ModuleOp, func.FuncOp]:
+    """A copy of `op`'s single-result region (ending in `ad.yield`) as
+    `@name(region arguments...) -> result`, alone in a module of its own (the AD passes
+    add their functions next to it)."""
     region = op.body.clone()
     block = region.block
     last = block.last_op
@@ -47,8 +49,7 @@ def region_function(op: CheckpointOp) -> tuple[ModuleOp, func.FuncOp]:
     last.detach()
     last.erase()
     block.add_op(func.ReturnOp(value))
-    fn = func.FuncOp("checkpoint_region", ([a.type for a in block.args], [op.result.type]),
-                     region)
+    fn = func.FuncOp(name, ([a.type for a in block.args], [op.result.type]), region)
     return ModuleOp([fn]), fn
 
 

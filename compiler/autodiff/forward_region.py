@@ -38,11 +38,11 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType, UnitAttr
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from pullback.compiler.autodiff.checkpoint import inline_function
+from pullback.compiler.autodiff.checkpoint import inline_function, region_function
 from pullback.compiler.autodiff.emit import Emitter
 from pullback.compiler.autodiff.functions import is_float
 from pullback.compiler.dialects import array as A
-from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, ForwardOp, StopGradientOp, YieldOp
+from pullback.compiler.dialects.ad import FORWARDDIFF_MARK, ForwardOp, StopGradientOp
 
 CLEANUP = ("simplify", "cse", "dce")
 """The passes run on a region's forward derivative before it is batched."""
@@ -63,7 +63,7 @@ def expand_forward_regions(root: Operation, derivatives: bool = True) -> None:
 def _expand(op: ForwardOp, derivatives: bool) -> None:
     new = Block()
     e = Emitter(new)
-    module, fn = _region_function(op)
+    module, fn = region_function(op, "forward_region")
     with e.at(op.location):
         if derivatives:
             result = _with_jacobian(e, op, module, fn)
@@ -77,22 +77,6 @@ def _expand(op: ForwardOp, derivatives: bool) -> None:
     op.result.replace_all_uses_with(result)
     op.detach()
     op.erase()
-
-
-def _region_function(op: ForwardOp) -> tuple[ModuleOp, func.FuncOp]:
-    """A copy of `op`'s region as `@forward_region(x, captured...) -> result`, alone in a
-    module of its own (the AD passes add their functions next to it)."""
-    region = op.body.clone()
-    block = region.block
-    last = block.last_op
-    assert isinstance(last, YieldOp)
-    value = last.values[0]
-    last.detach()
-    last.erase()
-    block.add_op(func.ReturnOp(value))
-    fn = func.FuncOp("forward_region", ([a.type for a in block.args], [op.result.type]),
-                     region)
-    return ModuleOp([fn]), fn
 
 
 def _with_jacobian(e: Emitter, op: ForwardOp, module: ModuleOp, fn: func.FuncOp) -> SSAValue:
