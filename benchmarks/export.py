@@ -9,11 +9,11 @@ in-process one. Workloads: `gmm` (ADBench GMM objective and gradient, d=10 K=25
 n=1000, float64) and `train` (one MLP training step 784-256-256-10, batch 256,
 float32: loss gradient and Adam in place).
 
-The in-process CPU code multiplies matrices with the BLAS that scipy ships; the
-exported library carries pullback's own GEMM (it links nothing but libc and libm),
-so the difference on `train` is mostly that of the matrix products. With
+Both the in-process code and the exported library multiply these matrices with
+pullback's own single-threaded GEMM (in process, products of m*n*k >= 2^30 would go
+to the BLAS that scipy ships; the library links nothing but libc and libm). With
 threadpoolctl installed, the in-process call is also timed with BLAS held to one
-thread (the library's GEMM never uses more than one).
+thread (it changes nothing where no product reaches BLAS).
 """
 
 from __future__ import annotations
