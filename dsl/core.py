@@ -140,14 +140,37 @@ def operands(trace: Trace, values: Sequence[object], dtype: np.dtype,
     return out
 
 
+_BOOL_AS_INT = (ad.AddOp, ad.MulOp, ad.MaximumOp, ad.MinimumOp)
+"""Ops numpy gives bool results on bools, computed here on 0/1 integers: add and
+maximum are `or`, mul and minimum are `and`."""
+
+_NO_BOOL = {
+    ad.SubOp: "numpy boolean subtract, the `-` operator, is not supported, use the "
+              "bitwise_xor, the `^` operator, or the logical_xor function instead",
+    ad.NegOp: "the numpy boolean negative, the `-` operator, is not supported, use the "
+              "`~` operator or the logical_not function instead",
+    ad.SignOp: "sign is not defined for bool arrays (numpy has no bool loop for it); "
+               "convert with .astype(int) first",
+}
+"""Ops numpy refuses on bools, with what it says instead."""
+
+
 def elementwise(op_cls: type, values: Sequence[object], what: str, *,
                 float_result: bool = False, dtype: np.dtype | None = None) -> Tracer:
-    """Emit an elementwise op over promoted, broadcast operands."""
+    """Emit an elementwise op over promoted, broadcast operands (bools as numpy treats
+    them: `+`, `*`, maximum, minimum are logical, abs is the identity, `-` is refused)."""
     trace = trace_of(*values)
     assert trace is not None
     dt = dtype if dtype is not None else result_dtype(values)
     if float_result:
         dt = dtypes.float_of(dt)
+    if dt == np.bool_ and op_cls in _NO_BOOL:
+        raise TypeError(_NO_BOOL[op_cls])
+    if dt == np.bool_ and op_cls is ad.AbsOp:
+        return operands(trace, values, dt, what)[0]
+    if dt == np.bool_ and op_cls in _BOOL_AS_INT:
+        as_int = elementwise(op_cls, values, what, dtype=np.dtype(np.int64))
+        return compare("ne", as_int, 0)
     ops = operands(trace, values, dt, what)
     return trace.emit(op_cls(*(o.value for o in ops)))
 

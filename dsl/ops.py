@@ -191,7 +191,12 @@ def _reduce(name: str, op_cls: type, np_fn: Callable, x: ArrayLike, axis: Any,
     axes = core.normalize_axes(axis, t.ndim)
     if op_cls in (ad.ReduceMaxOp, ad.ReduceMinOp) and any(t.shape[a] == 0 for a in axes):
         raise ValueError(f"zero-size array to reduction operation {name}, which has no identity")
-    out = t.trace.emit(op_cls(t.value, axes)) if axes else t
+    if op_cls in (ad.ReduceMaxOp, ad.ReduceMinOp) and t.dtype == np.bool_ and axes:
+        # any / all: the max / min of 0/1 integers, back to bool
+        as_int = core.astype(t, np.dtype(np.int64))
+        out = compare("ne", t.trace.emit(op_cls(as_int.value, axes)), 0)
+    else:
+        out = t.trace.emit(op_cls(t.value, axes)) if axes else t
     if keepdims:
         out = core.reshape(out, tuple(1 if i in axes else d for i, d in enumerate(t.shape)))
     return out
