@@ -16,13 +16,15 @@ from xdsl.dialects.scf import Scf
 from pullback.compiler.dialects.ad import Ad
 from pullback.compiler.dialects.array import Array
 from pullback.compiler.dialects.extension_ops import EXTENSION_OPS
+from pullback.compiler.dialects.kernel import KernelDialect
 
 
 def make_context() -> Context:
     """A fresh context with builtin, func, arith, math, scf, cf, memref, ptr, llvm, array,
-    ad, and the ops registered from outside pullback (`register_op`)."""
+    ad, kernel, and the ops registered from outside pullback (`register_op`)."""
     ctx = Context(allow_unregistered=False)
-    for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array, Ad):
+    for dialect in (Builtin, Func, Arith, Math, Scf, Cf, MemRef, Ptr, LLVM, Array, Ad,
+                    KernelDialect):
         ctx.load_dialect(dialect)
     for entry in list(EXTENSION_OPS.values()):
         ctx.load_op(entry.cls)

@@ -31,6 +31,12 @@ def _ad() -> Dialect:
     return Ad
 
 
+def _kernel() -> Dialect:
+    from pullback.compiler.dialects.kernel import KernelDialect
+
+    return KernelDialect
+
+
 def _getter(name: str) -> Callable[[], type[ModulePass]]:
     return lambda: get_pass(name)
 
@@ -42,6 +48,6 @@ def pullback_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 
 PULLBACK_UNIVERSE = Universe(
-    all_dialects={"array": _array, "ad": _ad},
+    all_dialects={"array": _array, "ad": _ad, "kernel": _kernel},
     all_passes=pullback_passes(),
 )

@@ -1,7 +1,9 @@
 """numpy spellings on traced arrays: `np.tanh(t)`, `np.sum(t)` and friends.
 
 numpy calls `Tracer.__array_ufunc__` / `__array_function__`; these tables map the
-supported numpy functions to DSL functions and reject everything else by name.
+supported numpy functions to DSL functions and reject everything else by name. Every
+DSL function named like a numpy ufunc or function is dispatched from it (derived from
+`ops.__all__`), so a new DSL function needs no entry here.
 """
 
 from __future__ import annotations
@@ -13,27 +15,32 @@ import numpy as np
 
 from pullback.dsl import ops
 
+# Names of numpy functions that share a DSL function's name but are not dispatched to it:
+# numpy's `astype` takes `copy=` and `device=`, which traced arrays have no use for.
+_NOT_DISPATCHED = frozenset({"astype"})
+
+
+def _same_named(ufuncs: bool) -> dict[str, Any]:
+    """numpy's object for each DSL function whose name numpy also defines: its ufuncs
+    (`ufuncs=True`) or its other functions."""
+    found: dict[str, Any] = {}
+    for name in ops.__all__:
+        np_obj = getattr(np, name, None)
+        if (name not in _NOT_DISPATCHED and callable(np_obj)
+                and isinstance(np_obj, np.ufunc) == ufuncs):
+            found[name] = np_obj
+    return found
+
+
 UFUNCS: dict[str, Callable[..., Any]] = {
-    "add": ops.add, "subtract": ops.subtract, "multiply": ops.multiply,
-    "divide": ops.divide, "true_divide": ops.divide, "power": ops.power,
-    "negative": ops.negative, "absolute": ops.abs, "sign": ops.sign, "square": ops.square,
-    "exp": ops.exp, "log": ops.log, "log1p": ops.log1p, "expm1": ops.expm1,
-    "sqrt": ops.sqrt, "sin": ops.sin, "cos": ops.cos, "tan": ops.tan, "tanh": ops.tanh,
-    "sinh": ops.sinh, "cosh": ops.cosh, "arcsin": ops.arcsin, "arccos": ops.arccos,
-    "arctan": ops.arctan, "arctan2": ops.arctan2, "maximum": ops.maximum,
-    "minimum": ops.minimum, "less": ops.less, "less_equal": ops.less_equal,
-    "greater": ops.greater, "greater_equal": ops.greater_equal, "equal": ops.equal,
-    "not_equal": ops.not_equal, "logical_and": ops.logical_and,
-    "logical_or": ops.logical_or, "logical_not": ops.logical_not, "matmul": ops.matmul,
+    # numpy calls a ufunc's implementation by the ufunc's own name (`np.abs` is `absolute`)
+    **{np_fn.__name__: getattr(ops, name) for name, np_fn in _same_named(ufuncs=True).items()},
+    "true_divide": ops.divide,  # numpy's name of `divide` before numpy 2
 }
 
 FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {
-    np.sum: ops.sum, np.prod: ops.prod, np.max: ops.max, np.amax: ops.max,
-    np.min: ops.min, np.amin: ops.min, np.mean: ops.mean, np.where: ops.where,
-    np.dot: ops.dot, np.transpose: ops.transpose, np.reshape: ops.reshape,
-    np.broadcast_to: ops.broadcast_to, np.concatenate: ops.concatenate,
-    np.stack: ops.stack, np.cumsum: ops.cumsum, np.clip: ops.clip, np.ravel: ops.ravel,
-    np.squeeze: ops.squeeze, np.expand_dims: ops.expand_dims,
+    **{np_fn: getattr(ops, name) for name, np_fn in _same_named(ufuncs=False).items()},
+    np.amax: ops.max, np.amin: ops.min,
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
     np.copyto: lambda dst, src, casting="same_kind", where=True: _copyto(dst, src, where),
 }

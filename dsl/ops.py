@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from types import FunctionType
 from typing import Any
 
 import numpy as np
@@ -248,7 +249,7 @@ def logsumexp(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> ArrayLi
     out = log(where(less(abs(m), np.inf), total, 1.0)) + m
     if keepdims:
         return out
-    return reshape(out, shape_after_reduce(core.shape_of(x), axis))
+    return reshape(out, _shape_after_reduce(core.shape_of(x), axis))
 
 
 def softmax(x: ArrayLike, axis: Any = None) -> ArrayLike:
@@ -289,7 +290,7 @@ def _shifted_by_max(x: ArrayLike, axis: Any) -> tuple[ArrayLike, ArrayLike]:
     return m, shifted
 
 
-def shape_after_reduce(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+def _shape_after_reduce(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
     axes = core.normalize_axes(axis, len(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
@@ -492,3 +493,11 @@ def _map_leaves(fn: Callable[[Any], Any], x: Any) -> Any:
                   for f in dataclasses.fields(x) if f.init}
         return dataclasses.replace(x, **fields)
     return fn(x)
+
+
+# The DSL's public functions: every public function this module defines. `pullback.dsl`
+# exports them and `numpy_dispatch` maps numpy's spellings to them, so a new function
+# here is exported and dispatched with no list to extend.
+__all__ = sorted(name for name, value in list(globals().items())
+                 if not name.startswith("_") and isinstance(value, FunctionType)
+                 and value.__module__ == __name__)

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pullback.cli_files import CommandError, read_text, write_text
+from pullback.cli_load import hint, load_modules
 
 if TYPE_CHECKING:
     from xdsl.context import Context
@@ -29,6 +30,10 @@ def add_opt_command(sub: argparse._SubParsersAction) -> None:
                      help='pass pipeline, e.g. "autodiff{func=f},simplify,cse"')
     opt.add_argument("-o", "--output", default="-",
                      help="file to write the result to (default: - for standard output)")
+    opt.add_argument("--load", action="append", default=[], metavar="MODULE",
+                     help="import MODULE (a dotted module name, or a path to a .py file) "
+                          "first, so the ops and passes it registers with register_op / "
+                          "register_pass can be parsed and run (repeatable)")
     opt.add_argument("--list-passes", action="store_true",
                      help="list the registered passes and their options")
     opt.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
@@ -102,7 +107,8 @@ def _parse(text: str, name: str) -> tuple[Context, ModuleOp]:
     except ParseError as e:
         where = e.span.get_location()
         context = e.span.print_with_context().rstrip("\n").split("\n")[1:]
-        raise CommandError("\n".join([f"{where}: {e.msg}", *context])) from None
+        message = hint(e.msg, ctx.registered_dialect_names)
+        raise CommandError("\n".join([f"{where}: {message}", *context])) from None
 
 
 def _pass_failure(pass_name: str, error: Exception) -> str:
@@ -129,7 +135,7 @@ def _run_opt(args: argparse.Namespace, name: str) -> int:
     try:
         passes = parse_checked_pipeline(args.passes).passes
     except PipelineTextError as e:
-        raise CommandError(f"{name}: {e}") from None
+        raise CommandError(f"{name}: {hint(str(e))}") from None
     names = [p.name for p in passes]
     dumps = IRDumps(before=_dump_names(args.print_ir_before, "--print-ir-before", names),
                     after=_dump_names(args.print_ir_after, "--print-ir-after", names),
@@ -157,6 +163,7 @@ def _run_opt(args: argparse.Namespace, name: str) -> int:
 def run_opt(args: argparse.Namespace) -> int:
     """`pullback opt`; failures raise `CommandError`: `FILE: message` with status 1, or
     status 2 for an unreadable file or a missing argument."""
+    load_modules(args.load)
     if args.list_passes:
         return _list_passes()
     if args.file is None:

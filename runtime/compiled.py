@@ -182,14 +182,14 @@ class Compiled:
 
     def ir(self, stage: str | None = None, *, locations: bool = False) -> str:
         """MLIR text after `stage` (one of `stages`); by default the array-level module
-        the lowering starts from (the stage before `convert-array-to-loops`). With
+        the lowering starts from (the stage before `inline-checkpoints`). With
         `locations`, each op ends with its source location, `loc("model.py":12:9)`
         (the user's line that traced it; made when first asked for, by replaying
         `pipeline` on the traced module)."""
         stages = self._compiled.stages
         if stage is None:
             keys = list(stages)
-            stage = keys[keys.index("convert-array-to-loops") - 1]
+            stage = keys[keys.index("inline-checkpoints") - 1]
         if stage not in stages:
             raise KeyError(f"no stage '{stage}'; stages: {', '.join(stages)}")
         if not locations:

@@ -3,10 +3,13 @@
 `pipeline_for` gives, for a traced program in a mode on a device, the complete
 pipeline text (xDSL's `a,b{opt=1},c` syntax) from the traced module to the last
 pass: `expand-forward` where the program has `pb.forwarddiff` regions, the AD passes of
-the mode, `drop-derivative-terms`, `simplify,cse,dce`, then the
-device's lowering (`convert-array-to-loops{function=..},memory-plan` and, for the
-CPU, `expand-math,host-call-status,convert-loops-to-llvm`). The runtime parses and
-runs that same text (`pullback.compiler.pass_runner`), so `pullback opt` replays it.
+the mode, `drop-derivative-terms`, `simplify,cse,dce`, then the device's lowering
+(`keep-functions` of the entry unless the mode's passes kept only it already,
+`inline-checkpoints`, `drop-eager-updates`, `drop-identities`, `schedule-writes`,
+`fuse`, `bufferize`, `convert-kernels-to-loops`, `memory-plan` and, for the CPU,
+`expand-math`, `host-call-status`, `convert-parallel-to-for`, `convert-loops-to-llvm`).
+The runtime parses and runs that same text (`pullback.compiler.pass_runner`), so
+`pullback opt` replays it.
 What a backend does after its last pass (llvmlite translation, the packed entry,
 OpenCL C) is not a pass and not in the text.
 
@@ -143,6 +146,9 @@ def pipeline_for(program: Program, mode: str, device: str, *, cotangents: tuple[
     """The pipeline of `program` in `mode` for `device` (module docstring)."""
     array = array_pipeline(program, mode, cotangents=cotangents, wrt=wrt)
     lowering = _split(_lowering_text(device, array.entry))
+    kept = [p for p in array.passes if _name(p) == "keep-functions"]
+    if kept and lowering[0] == kept[-1] and not insertions:  # only the entry is left
+        lowering = lowering[1:]
     names = {_name(p) for p in (*array.passes, *lowering)}
     for _, anchor, _ in insertions:
         if anchor not in names:

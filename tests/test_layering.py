@@ -103,3 +103,58 @@ def test_compiler_imports_neither_dsl_nor_runtime() -> None:
 def test_the_rules_themselves(module: str, dsl_ok: bool, compiler_ok: bool) -> None:
     assert _allowed_in_dsl(module) is dsl_ok
     assert _allowed_in_compiler(module) is compiler_ok
+
+
+def _package_of(module: str) -> str | None:
+    """The compiler package (`transforms`, `conversion`, ...; a top-level module is its
+    own) `module` belongs to, or None outside the compiler."""
+    parts = module.split(".")
+    if parts[:2] != ["pullback", "compiler"] or len(parts) < 3:
+        return None
+    return parts[2]
+
+
+def _compiler_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in _modules("compiler"):
+        source = _package_of(_module_name(path, "compiler"))
+        if source is None:
+            continue
+        for _, module in _imports(path, "compiler"):
+            target = _package_of(module)
+            if target is not None and target != source:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A dependency cycle of `graph` (its nodes in order), or None."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_compiler_packages_form_no_cycle() -> None:
+    cycle = _cycle(_compiler_graph())
+    assert cycle is None, "compiler packages import each other in a cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}}) is None

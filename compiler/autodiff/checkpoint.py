@@ -16,7 +16,7 @@ backward pass and the memory saving would be lost. A mark was chosen over keepin
 copy inside a region until lowering because the copy is then ordinary code: the later
 AD passes (second order), the cleanup passes and fusion treat it like any other op.
 The forward region itself is `IsolatedFromAbove`, so cleanup never makes it read a
-value from outside either; it stays a region until the lowering to loops inlines it.
+value from outside either; it stays a region until `inline-checkpoints` inlines it.
 """
 
 from __future__ import annotations
@@ -103,11 +103,10 @@ class CheckpointPass(ModulePass):
     Output IR: no `ad.checkpoint` op; each region's ops stand in its place, its
     arguments replaced by its operands and its result by the value it yielded. The
     recomputed copies of the backward pass keep their `pullback.recompute` mark (see
-    the module docstring). The lowering to loops runs the same step first, so this
-    pass is needed only to inspect the IR without regions.
+    the module docstring). The first pass of every device's lowering.
     """
 
-    name = "checkpoint"
+    name = "inline-checkpoints"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         inline_checkpoints(op)

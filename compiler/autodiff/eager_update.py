@@ -1,12 +1,11 @@
-"""The `eager-update` pass: compiled optimiser steps, once differentiation is done.
+"""The `drop-eager-updates` pass: compiled optimiser steps, once differentiation is done.
 
 An `ad.eager_update` op is the identity on its parameter in the forward pass. The
 reverse pass (its VJP rule in `rules/ad.py`) has already put the step where the
 parameter's gradient is complete: the region inlined on that gradient, its results
 written to the parameter and optimiser-state arguments by `array.assign`, and no
 gradient result for the parameter. What is left is the forward identity, which this
-pass removes. The lowering to loops runs the same step first, so the pass is needed
-only to inspect the IR without the ops.
+pass removes, as the second pass of every device's lowering.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ class EagerUpdatePass(ModulePass):
     and its `array.assign`s). Output IR: no `ad.eager_update` op.
     """
 
-    name = "eager-update"
+    name = "drop-eager-updates"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         drop_eager_updates(op)

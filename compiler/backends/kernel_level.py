@@ -1,8 +1,9 @@
 """What both backends share: lowering to the kernel level, and checking call inputs.
 
 `lower_to_kernels` takes an array-level module to the kernel-level IR that every
-target consumes by running pipeline text (`kernel_pipeline`: `convert-array-to-loops`,
-then `memory-plan`; a target adds its own passes after them), recording the
+target consumes by running pipeline text (`kernel_pipeline`: `keep-functions` of the
+entry, the passes of `KERNEL_PASSES`, then `memory-plan`; a target adds its own
+passes after them), recording the
 function's signature, where its temporaries live in one arena and, with `keep_ir`,
 the text after each pass; `InputSpec.check` validates the arrays a compiled function
 is called with.
@@ -30,10 +31,10 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 
-from pullback.compiler.conversion.array_to_loops import ConvertArrayToLoopsPass
 from pullback.compiler.diagnostics import verify
 from pullback.compiler.pass_runner import PassHooks, run_pipeline
 from pullback.compiler.passes import pass_text
+from pullback.compiler.transforms.keep_functions import KeepFunctionsPass
 from pullback.compiler.transforms.memory_plan import MemoryPlan, MemoryPlanPass, plan_memory
 
 _DTYPES: dict[Attribute, np.dtype] = {
@@ -160,9 +161,16 @@ class KernelModule:
                          [_spec(t) for t in self.output_types], self.written)
 
 
+KERNEL_PASSES = ("inline-checkpoints", "drop-eager-updates", "drop-identities",
+                 "schedule-writes", "fuse", "bufferize", "convert-kernels-to-loops")
+"""The passes from array functions after AD to kernel-level IR, in order (each
+device's lowering starts with `keep-functions` of its entry, these, and `memory-plan`)."""
+
+
 def kernel_pipeline(name: str) -> str:
     """The pipeline text from an array-level module to the kernel level of `@name`."""
-    return f"{pass_text(ConvertArrayToLoopsPass(function=name))},memory-plan"
+    keep = pass_text(KeepFunctionsPass(names=(name,)))
+    return ",".join((keep, *KERNEL_PASSES, "memory-plan"))
 
 
 def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool, *, passes: str | None = None,
@@ -184,15 +192,14 @@ def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool, *, passes: str 
     outer = hooks or PassHooks()
 
     def after(key: str, p: ModulePass, mod: ModuleOp) -> None:
-        if p.name == "convert-array-to-loops":
+        if isinstance(p, MemoryPlanPass):  # the plan the pass recorded, for the executors
             host = find_function(mod, name)
+            lowered.memory = plan_memory(host, p.alignment)
             written = host.attributes.get("pullback.written_inputs")
             assert isinstance(written, DenseArrayBase)
             lowered.written = tuple(int(i) for i in written.get_values())
             lowered.symbols = frozenset(op.sym_name.data for op in mod.body.block.ops
                                         if isinstance(op, func.FuncOp))
-        elif isinstance(p, MemoryPlanPass):  # the plan the pass recorded, for the executors
-            lowered.memory = plan_memory(find_function(mod, name), p.alignment)
         if debug():
             verify(mod)
         if keep_ir:
@@ -203,8 +210,8 @@ def lower_to_kernels(module: ModuleOp, name: str, keep_ir: bool, *, passes: str 
     run_pipeline(text, lowered.module, PassHooks(outer.before, after, lowered.timings),
                  taken=taken)
     if lowered.memory is _NO_PLAN:
-        raise ValueError(f"the lowering pipeline {text!r} must run convert-array-to-loops "
-                         "and memory-plan")
+        raise ValueError(f"the lowering pipeline {text!r} must lower to the kernel level "
+                         f"({', '.join(KERNEL_PASSES)}) and run memory-plan")
     return lowered
 
 

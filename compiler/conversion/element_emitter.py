@@ -13,8 +13,10 @@ recursion.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from typing import TypeVar
 
 from xdsl.dialects import arith
+from xdsl.dialects.builtin import LocationAttr, UnknownLoc
 from xdsl.ir import Operation, SSAValue
 
 from pullback.compiler.conversion.element_index import Index, reshaped, to_flat, to_multi
@@ -27,6 +29,7 @@ Request = tuple[SSAValue, Index]
 """An element some rule needs: the value and the index to compute it at."""
 Steps = Generator[Request, SSAValue, SSAValue]
 """A rule in progress: yields the elements it needs, is sent each one, returns its own."""
+_T = TypeVar("_T")
 
 
 class ElementEmitter:
@@ -42,24 +45,46 @@ class ElementEmitter:
         self._memo.clear()
 
     def emit(self, value: SSAValue, idx: Index) -> SSAValue:
-        """The scalar element of array `value` at `idx` (idx.shape == value's shape)."""
-        ready = self._known(value, idx)
+        """The scalar element of array `value` at `idx` (idx.shape == value's shape).
+
+        Every op emitted carries the location of the array op it computes part of (a
+        load that of the op reading the element), so kernel-level IR and its lowering
+        errors name the user's line."""
+        location = _location_of(value)
+        ready = self._located(location, self._known, value, idx)
         if ready is not None:
             return ready
-        pending = [self._compute(value, idx)]
+        pending = [(self._compute(value, idx), location)]
         sent: SSAValue | None = None
         while True:
+            steps, location = pending[-1]
             try:
-                value, idx = pending[-1].send(sent)  # type: ignore[arg-type]
+                value, idx = self._located(location, steps.send, sent)
             except StopIteration as done:
                 pending.pop()
                 if not pending:
                     return done.value
                 sent = done.value
                 continue
-            sent = self._known(value, idx)
+            sent = self._located(location, self._known, value, idx)
             if sent is None:
-                pending.append(self._compute(value, idx))
+                pending.append((self._compute(value, idx), _location_of(value)))
+
+    def _located(self, location: LocationAttr | None, step: Callable[..., _T],
+                 *args: object) -> _T:
+        """`step(*args)`, giving the ops it appends to the current block `location` (those
+        with none of their own); also when it raises, as a finished rule does."""
+        block = self.w.block
+        last = block.last_op
+        try:
+            return step(*args)
+        finally:
+            if location is not None and not isinstance(location, UnknownLoc):
+                new = block.first_op if last is None else last.next_op
+                while new is not None:
+                    if isinstance(new.location, UnknownLoc):
+                        new.location = location
+                    new = new.next_op
 
     def _known(self, value: SSAValue, idx: Index) -> SSAValue | None:
         """The element if it is memoized or stored (then loaded), else None."""
@@ -89,6 +114,12 @@ class ElementEmitter:
             raise NotImplementedError(located(op, f"'{op.name}' cannot be fused into a consumer"))
         self._memo[(id(value), *idx.key())] = result
         return result
+
+
+def _location_of(value: SSAValue) -> LocationAttr | None:
+    """The location of the op that computes `value`; None for a block argument."""
+    owner = value.owner
+    return owner.location if isinstance(owner, Operation) else None
 
 
 def _full(e: ElementEmitter, op: Operation, idx: Index) -> Steps:

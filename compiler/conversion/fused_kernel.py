@@ -3,10 +3,15 @@
 The innermost body computes, at one element of the domain, every stored value and
 every reduction source of the kernel through one `ElementEmitter`, so a value used
 several times is computed once. Each reduction either is *carried*: its reduced
-axes are the innermost loops, which carry its accumulator (`iter_args`) and store
-it when they close; or is *buffered*: its output is set to the identity first and
-each iteration combines into it. Without index maps that need per-dimension
-indices, consecutive loops between accumulator levels collapse into one flat loop.
+axes are the innermost loops, which reduce it and store it when they close; or is
+*buffered*: its output is set to the identity first and each iteration combines into
+it. Without index maps that need per-dimension indices, consecutive loops between
+accumulator levels collapse into one flat loop.
+
+Consecutive loops that may run in any order (no buffered reduction combines along
+them) and between which no carried reduction starts are one `scf.parallel`, which
+reduces the carried reductions active in it (`scf.reduce`); a loop along a buffered
+reduction's axes is an `scf.for`, which carries them (`iter_args`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from pullback.compiler.conversion.combiners import combine, combiner_name, identity
+from pullback.compiler.conversion.combiners import combine, identity, reduction_combiner
 from pullback.compiler.conversion.element_emitter import ElementEmitter, needs_multi_index
 from pullback.compiler.conversion.element_index import Index, reshaped, to_flat
 from pullback.compiler.conversion.kernel_writer import size_of
@@ -76,42 +81,62 @@ class _FusedNest:
                 acc.band = points.index(acc.band) if acc.band < len(domain) else len(self.bands)
         self.multi, self.order = multi, order
         self.carried = [a for a in accs if a.band is not None]
+        self.groups = self._groups()
         self.ivs: list[SSAValue] = []
+
+    def _groups(self) -> list[tuple[int, int, bool]]:
+        """(first band, end band, parallel) of each loop op, outermost first."""
+        starts = {a.band for a in self.carried}
+        groups: list[tuple[int, int, bool]] = []
+        for b, band in enumerate(self.bands):
+            parallel = not any(set(band) & a.axes for a in self.buffered)
+            if groups and parallel and groups[-1][2] and b not in starts:
+                groups[-1] = (groups[-1][0], b + 1, True)
+            else:
+                groups.append((b, b + 1, parallel))
+        return groups
 
     def emit(self) -> None:
         for acc in self.buffered:
             self._fill_identity(acc)
-        self._nest(0, [], [])
+        self._nest(0, [])
 
     def _fill_identity(self, acc: _Accumulation) -> None:
         w, op = self.w, acc.reduction.op
         el = A.element_type_of(op.result)
         n = size_of(A.shape_of(op.result))
-        i, _ = w.open_loop(n, parallel=True)
+        (i,) = w.open_parallel([n])
         w.store(w.constant(identity(op, el), el), self.outs[op.result], i)
-        w.close_loop()
+        w.close_parallel()
 
-    def _nest(self, band: int, active: list[_Accumulation], values: list[SSAValue]
-              ) -> list[SSAValue]:
-        """Open bands from `band` inward; returns the final values of `active`."""
+    def _nest(self, group: int, active: list[_Accumulation]) -> list[SSAValue]:
+        """Open loop ops from `group` inward; returns what the nest contributes to each
+        reduction of `active` (all its elements combined)."""
         w = self.w
+        band = self.groups[group][0] if group < len(self.groups) else len(self.bands)
         starting = [a for a in self.carried if a.band == band]
-        for acc in starting:
-            el = A.element_type_of(acc.reduction.op.result)
-            values = [*values, w.constant(identity(acc.reduction.op, el), el)]
         active = [*active, *starting]
-        if band == len(self.bands):
-            result = self._body(active, values)
+        if group == len(self.groups):
+            result = self._body(active)
         else:
-            axes = set(self.bands[band])
-            splittable = not any(axes & a.axes for a in self.buffered)
-            combiners = [combiner_name(a.reduction.op) for a in active] if splittable else []
-            size = size_of([self.kernel.domain[a] for a in self.bands[band]])
-            iv, args = w.open_loop(size, values, parallel=splittable, combiners=combiners)
-            self.ivs.append(iv)
-            inner = self._nest(band + 1, active, list(args))
-            result = list(w.close_loop(inner))
-            self.ivs.pop()
+            first, end, parallel = self.groups[group]
+            sizes = [size_of([self.kernel.domain[a] for a in b]) for b in self.bands[first:end]]
+            types = [A.element_type_of(a.reduction.op.result) for a in active]
+            if parallel:
+                self.ivs.extend(w.open_parallel(sizes, [
+                    (reduction_combiner(a.reduction.op, t), t)
+                    for a, t in zip(active, types, strict=True)]))
+                result = list(w.close_parallel(self._nest(group + 1, active)))
+            else:
+                inits = [w.constant(identity(a.reduction.op, t), t)
+                         for a, t in zip(active, types, strict=True)]
+                iv, accs = w.open_loop(sizes[0], inits)
+                self.ivs.append(iv)
+                inner = self._nest(group + 1, active)
+                result = list(w.close_loop([combine(w, a.reduction.op, acc, x)
+                                            for a, acc, x in zip(active, accs, inner,
+                                                                 strict=True)]))
+            del self.ivs[first:]
         done = len(active) - len(starting)
         for acc, value in zip(starting, result[done:], strict=True):
             w.store(value, self.outs[acc.reduction.op.result], self._kept_offset(band))
@@ -132,8 +157,9 @@ class _FusedNest:
         by_axis = dict(zip(self.order, self.ivs, strict=True))
         return Index(domain, multi=tuple(by_axis[a] for a in range(len(domain))))
 
-    def _body(self, active: list[_Accumulation], values: list[SSAValue]) -> list[SSAValue]:
-        """Store every value and combine every reduction at one element of the domain."""
+    def _body(self, active: list[_Accumulation]) -> list[SSAValue]:
+        """Store every value at one element of the domain; returns the element's
+        contribution to each reduction of `active`."""
         e, w = self.e, self.w
         e.reset()
         point = self._point()
@@ -146,11 +172,8 @@ class _FusedNest:
                 late.append((x, v))
             else:
                 w.store(x, self.outs[v], offset)
-        result = []
-        for acc, value in zip(active, values, strict=True):
-            red = acc.reduction
-            x = e.emit(red.source, reshaped(w, point, A.shape_of(red.source)))
-            result.append(combine(w, red.op, value, x))
+        result = [e.emit(a.reduction.source, reshaped(w, point, A.shape_of(a.reduction.source)))
+                  for a in active]
         for acc in self.buffered:
             self._accumulate(acc, point)
         for x, v in late:

@@ -10,8 +10,8 @@ copy) when that cannot be observed:
 * no later step reads the argument, and the argument is not returned as a result;
 * if that kernel itself reads the argument, the kernel is fused, stores the value (not
   a reduction result) and reads the argument only at the element it computes; the
-  store then comes after every load of the iteration (`Kernel.late`), so each element
-  is read before it is overwritten.
+  store then comes after every load of the iteration (`late` of its `kernel.fused`),
+  so each element is read before it is overwritten.
 
 Otherwise the value is copied into the argument after every step (and after the
 copies of returned arguments). An assigned value that is itself an argument assigned
@@ -20,13 +20,30 @@ elsewhere (a swap) is first copied aside, before any step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from xdsl.ir import BlockArgument, SSAValue
+from xdsl.dialects import func
+from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from pullback.compiler.dialects import array as A
 from pullback.compiler.dialects.ad import CallbackGradOp
-from pullback.compiler.transforms.fusion import FusionPlan, element_reads
+
+
+class Step(Protocol):
+    """A step of the schedule as the write plan sees it."""
+
+    op: Operation
+    reads: list[SSAValue]
+    outputs: list[SSAValue]
+    stores: list[SSAValue]
+    fused: bool
+    late: set[SSAValue]
+
+    def element_reads(self) -> dict[SSAValue, bool]:
+        """The values a fused step reads, and whether each only at the element it computes."""
+        ...
 
 
 @dataclass
@@ -46,21 +63,22 @@ class WritePlan:
     staged: list[SSAValue] = field(default_factory=list[SSAValue])
 
 
-def plan_writes(plan: FusionPlan, outputs: list[SSAValue]) -> WritePlan:
-    """Decide, for every `array.assign` of the planned function, how it writes."""
-    block = plan.function.body.block
-    assigns = [op for op in block.ops if isinstance(op, A.AssignOp)]
+def plan_writes(function: func.FuncOp, steps: Sequence[Step], outputs: list[SSAValue]
+                ) -> WritePlan:
+    """Decide, for every `array.assign` of `function` (scheduled as `steps`), how it
+    writes; marks the stores a step must write late (`Step.late`)."""
+    assigns = [op for op in function.body.block.ops if isinstance(op, A.AssignOp)]
     targets = {op.target for op in assigns}
-    producer = {v: k for k, kernel in enumerate(plan.kernels) for v in kernel.outputs}
+    producer = {v: k for k, step in enumerate(steps) for v in step.outputs}
     out = WritePlan()
     for op in assigns:
         target, value = op.target, op.value
         assert isinstance(target, BlockArgument)
         k = producer.get(value)
         if (value not in out.in_place and value not in outputs and target not in outputs
-                and k is not None and _legal(plan, k, value, target)):
+                and k is not None and _legal(steps, k, value, target)):
             out.in_place[value] = target.index
-            plan.kernels[k].late.add(value)
+            steps[k].late.add(value)
             continue
         out.copies.append((value, target.index))
         if value in targets and value not in out.staged:
@@ -68,15 +86,15 @@ def plan_writes(plan: FusionPlan, outputs: list[SSAValue]) -> WritePlan:
     return out
 
 
-def _legal(plan: FusionPlan, k: int, value: SSAValue, target: SSAValue) -> bool:
-    """Whether kernel `k` may write `value` straight into `target`'s buffer."""
-    kernel = plan.kernels[k]
-    if isinstance(kernel.op, CallbackGradOp):
+def _legal(steps: Sequence[Step], k: int, value: SSAValue, target: SSAValue) -> bool:
+    """Whether step `k` may write `value` straight into `target`'s buffer."""
+    step = steps[k]
+    if isinstance(step.op, CallbackGradOp):
         return False
-    if any(target in other.reads for other in plan.kernels[k + 1:]):
+    if any(target in other.reads for other in steps[k + 1:]):
         return False
-    if target not in kernel.reads:
+    if target not in step.reads:
         return True
-    if not kernel.fused or value not in kernel.stores:
+    if not step.fused or value not in step.stores:
         return False
-    return element_reads(plan, kernel).get(target, False)
+    return step.element_reads().get(target, False)

@@ -3,32 +3,35 @@
 Every buffer at kernel level is a flat, row-major `memref<N x T>`; masks (`i1`) are
 stored one byte per element (`i8`), like numpy's `bool`. A kernel writer appends ops
 to the innermost open block of one function and hoists constants to its entry.
+Loops whose iterations are independent are `scf.parallel` (one op for a whole nest);
+a splittable reduction is an `scf.parallel` starting from its combiners' identities
+whose body ends in `scf.reduce` with one combiner region per value; any other loop
+is a plain `scf.for`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import (
     AnyFloat,
-    ArrayAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
     IntegerType,
     MemRefType,
-    StringAttr,
     TensorType,
-    UnitAttr,
     i1,
     i8,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from pullback.compiler.conversion.combiners import combiner_region
+from pullback.compiler.dialects.combiners import Combiner
+
 INDEX = IndexType()
-PARALLEL = "pullback.parallel"
-REDUCTION = "pullback.reduction"
 KERNEL_KIND = "pullback.kernel"
 
 
@@ -52,6 +55,16 @@ def buffer_type(tensor_type: Attribute) -> MemRefType:
     return MemRefType(storage_type(tensor_type.element_type), [size_of(shape)])
 
 
+@dataclass(frozen=True)
+class _OpenLoop:
+    """A loop being written: its op, the block it sits in, and how many dimensions."""
+
+    op: scf.ForOp | scf.ParallelOp
+    outer: Block
+    dims: int
+    combiners: tuple[Combiner, ...] = ()
+
+
 class KernelWriter:
     """Appends ops to a function body, tracking the innermost open loop."""
 
@@ -59,7 +72,7 @@ class KernelWriter:
         self.entry: Block = function.body.block
         self.block: Block = self.entry
         self._constants: dict[tuple[object, Attribute], SSAValue] = {}
-        self._loops: list[tuple[scf.ForOp, Block]] = []
+        self._loops: list[_OpenLoop] = []
 
     def add(self, op: Operation) -> SSAValue:
         """Append `op` to the current block and return its first result."""
@@ -108,41 +121,80 @@ class KernelWriter:
 
     # -- loops ----------------------------------------------------------------
 
-    def open_loop(self, upper: int, inits: Sequence[SSAValue] = (), lower: int = 0, *,
-                  parallel: bool = False, combiners: Sequence[str] = (),
+    def open_loop(self, upper: int, inits: Sequence[SSAValue] = (), lower: int = 0,
                   ) -> tuple[SSAValue, tuple[SSAValue, ...]]:
-        """Open `scf.for` over [lower, upper); returns the induction and carried values.
-
-        `parallel` marks a loop whose iterations are independent; `combiners` names
-        the reduction combiner ("add", "mul", "max", "min") of each carried value.
-        """
-        if combiners and len(combiners) != len(inits):
-            raise ValueError(f"{len(combiners)} combiners for {len(inits)} carried values")
+        """Open a serial `scf.for` over [lower, upper); returns the induction and carried
+        values."""
         body = Block(arg_types=[INDEX, *(v.type for v in inits)])
         loop = scf.ForOp(self.index(lower), self.index(upper), self.index(1), list(inits), body)
-        if parallel and not inits:
-            loop.attributes[PARALLEL] = UnitAttr()
-        if combiners:
-            loop.attributes[REDUCTION] = ArrayAttr([StringAttr(c) for c in combiners])
-        self.block.add_op(loop)
-        self._loops.append((loop, self.block))
-        self.block = body
+        self._enter(_OpenLoop(loop, self.block, 1), body)
         return body.args[0], tuple(body.args[1:])
 
     def close_loop(self, yields: Sequence[SSAValue] = ()) -> tuple[SSAValue, ...]:
-        """Close the innermost loop, yielding `yields`; returns the loop results."""
-        self.block.add_op(scf.YieldOp(*yields))
-        loop, outer = self._loops.pop()
-        self.block = outer
-        return tuple(loop.results)
+        """Close the innermost `scf.for`, yielding `yields`; returns the loop results."""
+        loop = self._leave(scf.YieldOp(*yields))
+        assert isinstance(loop.op, scf.ForOp), "close_loop closes an scf.for"
+        return tuple(loop.op.results)
+
+    def open_parallel(self, uppers: Sequence[int],
+                      reductions: Sequence[tuple[Combiner, Attribute]] = (),
+                      ) -> tuple[SSAValue, ...]:
+        """Open one `scf.parallel` over [0, upper) per entry of `uppers`; returns the
+        induction values. Each (combiner, element type) of `reductions` is a value it
+        reduces, starting from the combiner's identity."""
+        if not uppers:
+            raise ValueError("scf.parallel needs at least one dimension")
+        body = Block(arg_types=[INDEX] * len(uppers))
+        inits = [self.constant(c.identity(t), t) for c, t in reductions]
+        loop = scf.ParallelOp([self.index(0)] * len(uppers), [self.index(u) for u in uppers],
+                              [self.index(1)] * len(uppers), [body], inits)
+        self._enter(_OpenLoop(loop, self.block, len(uppers), tuple(c for c, _ in reductions)),
+                    body)
+        return tuple(body.args)
+
+    def close_parallel(self, contributions: Sequence[SSAValue] = ()) -> tuple[SSAValue, ...]:
+        """Close the innermost `scf.parallel`: each iteration contributes `contributions`
+        (one per reduced value); returns the reduced values."""
+        top = self._loops[-1]
+        if len(contributions) != len(top.combiners):
+            raise ValueError(f"{len(contributions)} contributions for "
+                             f"{len(top.combiners)} reduced values")
+        regions = [combiner_region(c, v.type) for c, v in zip(top.combiners, contributions)]
+        loop = self._leave(scf.ReduceOp(contributions, regions))
+        assert isinstance(loop.op, scf.ParallelOp), "close_parallel closes an scf.parallel"
+        return tuple(loop.op.res)
 
     def open_nest(self, shape: Sequence[int], parallel: bool = False) -> tuple[SSAValue, ...]:
-        """Open one loop per dimension (none for 0-d); returns the induction values."""
-        return tuple(self.open_loop(d, parallel=parallel)[0] for d in shape)
+        """Loops over every index of `shape` (none for 0-d): one `scf.parallel` when the
+        iterations are independent, else one `scf.for` per dimension; returns the
+        induction values."""
+        if parallel and shape:
+            return self.open_parallel(shape)
+        return tuple(self.open_loop(d)[0] for d in shape)
 
     def close_nest(self, depth: int) -> None:
-        for _ in range(depth):
-            self.close_loop()
+        """Close the loops over the innermost `depth` dimensions."""
+        while depth > 0:
+            top = self._loops[-1]
+            if top.dims > depth:
+                raise ValueError(f"closing {depth} dimensions would split a "
+                                 f"{top.dims}-dimensional scf.parallel")
+            if isinstance(top.op, scf.ParallelOp):
+                self.close_parallel()
+            else:
+                self.close_loop()
+            depth -= top.dims
+
+    def _enter(self, loop: _OpenLoop, body: Block) -> None:
+        self.block.add_op(loop.op)
+        self._loops.append(loop)
+        self.block = body
+
+    def _leave(self, terminator: Operation) -> _OpenLoop:
+        self.block.add_op(terminator)
+        loop = self._loops.pop()
+        self.block = loop.outer
+        return loop
 
     # -- memory -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def _open_flat(w: KernelWriter, shape: tuple[int, ...]) -> tuple[Index, int]:
     """One loop over every element of `shape` (none for 0-d), as a flat index."""
     if not shape:
         return Index((), multi=()), 0
-    return Index(shape, flat=w.open_loop(size_of(shape), parallel=True)[0]), 1
+    return Index(shape, flat=w.open_parallel([size_of(shape)])[0]), 1
 
 
 def _open_multi(w: KernelWriter, shape: tuple[int, ...]) -> tuple[Index, int]:
@@ -117,8 +117,8 @@ def _scatter_add_kernel(e: ElementEmitter, op: Operation, out: SSAValue) -> None
     axis, shape = op.axis.value.data, A.shape_of(op.updates)
     base_shape, ni = A.shape_of(op.result), len(A.shape_of(op.indices))
     e.reset()
-    ivs = tuple(w.open_loop(d, parallel=not axis <= i < axis + ni)[0]
-                for i, d in enumerate(shape))
+    ivs = (*w.open_nest(shape[:axis], parallel=True), *w.open_nest(shape[axis:axis + ni]),
+           *w.open_nest(shape[axis + ni:], parallel=True))
     raw = e.emit(op.indices, Index(A.shape_of(op.indices), multi=ivs[axis:axis + ni]))
     pos = wrapped_index(e, raw, base_shape[axis])
     dst = to_flat(w, Index(base_shape, multi=(*ivs[:axis], pos, *ivs[axis + ni:])))

@@ -17,6 +17,8 @@ from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, i64
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import Rewriter
 
+from pullback.compiler.diagnostics import located
+
 
 class LLVMLoweringContext:
     """State shared by the rules: external functions the lowered code calls."""
@@ -59,10 +61,10 @@ def apply_tables(module: ModuleOp, tables: Sequence[LoweringTable],
         if rule is None:
             if not is_lowered(op):
                 dialect = op.name.split(".")[0]
-                raise NotImplementedError(
-                    f"no LLVM lowering rule for '{op.name}': add a row for it to the table of "
-                    f"compiler/conversion/{dialect}_to_llvm.py (kernel-level IR may use only "
-                    "ops with a row; llvm-dialect ops pass through)")
+                raise NotImplementedError(located(
+                    op, f"no LLVM lowering rule for '{op.name}': add a row for it to the table "
+                    f"of compiler/conversion/{dialect}_to_llvm.py (kernel-level IR may use only "
+                    "ops with a row; llvm-dialect ops pass through)"))
             continue
         new_ops, results = rule(op, ctx)
         Rewriter.replace_op(op, new_ops, results)

@@ -1,11 +1,13 @@
 """`convert-loops-to-llvm`: kernel-level IR to xDSL's llvm dialect.
 
-Input invariant: the output of `convert-array-to-loops` (or any module of `func`
+Input invariant: the output of `convert-kernels-to-loops` (or any module of `func`
 functions over statically shaped identity-layout memrefs, using `scf`, `cf`,
 `memref` loads/stores/casts, `arith` and `math`).
 
 Output IR: only `llvm.func` ops with `llvm` dialect bodies, ready for
-`xdsl.backend.llvm.convert_module`. Steps: `scf` → `cf` (xDSL's pass), then one walk
+`xdsl.backend.llvm.convert_module`. Steps: any `scf.parallel` left → `scf.for`
+(`convert-parallel-to-for`, which the CPU pipeline runs just before), `scf` → `cf`
+(xDSL's pass), then one walk
 applying the rule tables of `arith_to_llvm`, `math_to_llvm`, `memref_to_llvm`,
 `cf_to_llvm` and `func_to_llvm`, an in-place retype of index and memref values, and
 declarations of the libm functions used. The module's other attributes are kept.
@@ -31,6 +33,7 @@ from pullback.compiler.conversion.llvm_lowering import (
 )
 from pullback.compiler.conversion.math_to_llvm import MATH_TO_LLVM
 from pullback.compiler.conversion.memref_to_llvm import MEMREF_TO_LLVM
+from pullback.compiler.conversion.parallel_to_for import ConvertParallelToForPass
 
 LOOPS_TO_LLVM = (ARITH_TO_LLVM, MATH_TO_LLVM, MEMREF_TO_LLVM, CF_TO_LLVM, FUNC_TO_LLVM)
 
@@ -42,6 +45,7 @@ class ConvertLoopsToLLVMPass(ModulePass):
     name = "convert-loops-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        ConvertParallelToForPass().apply(ctx, op)
         ConvertScfToCf().apply(ctx, op)
         lowering = LLVMLoweringContext()
         apply_tables(op, LOOPS_TO_LLVM, lowering)

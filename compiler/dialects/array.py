@@ -1005,21 +1005,19 @@ def _size(shape: Sequence[int]) -> int:
     return n
 
 
-ELEMENTWISE_UNARY: tuple[type[UnaryOp], ...] = (
-    NegOp, AbsOp, SignOp, ExpOp, LogOp, Log1pOp, Expm1Op, SqrtOp, SinOp, CosOp, TanOp,
-    TanhOp, SinhOp, CoshOp, ArcsinOp, ArccosOp, ArctanOp,
-)
-ELEMENTWISE_BINARY: tuple[type[BinaryOp], ...] = (
-    AddOp, SubOp, MulOp, DivOp, PowOp, MaximumOp, MinimumOp, Arctan2Op,
-)
-REDUCTIONS: tuple[type[ReduceOp], ...] = (ReduceSumOp, ReduceProdOp, ReduceMaxOp, ReduceMinOp)
+def _defined_here() -> list[type[IRDLOperation]]:
+    """Every op class of the `array` dialect, in the order this module defines them: a
+    new op class is in the dialect (and in the groups below) with no list to extend."""
+    return [v for v in list(globals().values())
+            if isinstance(v, type) and issubclass(v, IRDLOperation) and v.__module__ == __name__
+            and str(getattr(v, "name", "")).startswith("array.")]
 
-Array = Dialect(
-    "array",
-    [
-        ConstantOp, FullOp, *ELEMENTWISE_UNARY, *ELEMENTWISE_BINARY, CompareOp, SelectOp,
-        ConvertOp, BroadcastOp, ReshapeOp, TransposeOp, *REDUCTIONS, CumsumOp, MatmulOp,
-        SliceOp, UpdateSliceOp, TakeOp, ScatterAddOp, ConcatenateOp, AssignOp,
-    ],
-    [],
-)
+
+ELEMENTWISE_UNARY: tuple[type[UnaryOp], ...] = tuple(
+    op for op in _defined_here() if issubclass(op, UnaryOp))
+ELEMENTWISE_BINARY: tuple[type[BinaryOp], ...] = tuple(
+    op for op in _defined_here() if issubclass(op, BinaryOp))
+REDUCTIONS: tuple[type[ReduceOp], ...] = tuple(
+    op for op in _defined_here() if issubclass(op, ReduceOp))
+
+Array = Dialect("array", _defined_here(), [])

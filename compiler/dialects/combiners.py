@@ -1,9 +1,10 @@
 """Reduction combiners: the one table of how reductions, scans and scatters accumulate.
 
-A combiner is named in kernel-level IR and in the OpenCL backend ("add", "mul",
-"max", "min"); it has a scalar `arith` op per element kind (float or integer) and an
-identity per element type. Ops say which combiner they use with the
-`ReductionWithCombiner` trait (`traits.py`); both backends read this table.
+A combiner ("add", "mul", "max", "min") has a scalar `arith` op per element kind
+(float or integer) and an identity per element type. Ops say which combiner they use
+with the `ReductionWithCombiner` trait (`traits.py`). Kernel-level IR carries both:
+a reducing `scf.parallel` starts from the identities and its `scf.reduce` regions
+hold the scalar ops, which is where the backends read them.
 """
 
 from __future__ import annotations
@@ -66,11 +67,5 @@ MAX = Combiner("max", arith.MaximumfOp, arith.MaxSIOp, -math.inf, _smallest)
 MIN = Combiner("min", arith.MinimumfOp, arith.MinSIOp, math.inf, _largest)
 
 COMBINERS: dict[str, Combiner] = {c.name: c for c in (ADD, MUL, MAX, MIN)}
-"""Every combiner by its name in kernel-level IR."""
+"""Every combiner by its name."""
 
-
-def combiner_named(name: str) -> Combiner:
-    """The combiner called `name`."""
-    if name not in COMBINERS:
-        raise KeyError(f"unknown reduction combiner '{name}' ({', '.join(COMBINERS)})")
-    return COMBINERS[name]

@@ -15,7 +15,7 @@ uses) are derived from them. Query with `has(op, Trait)` or `combiner_of(op)`.
 * `ReductionWithCombiner(combiner)`: accumulates elements with `combiner`
   (`combiners.py`), whose identity starts each accumulation.
 * `ArrayCanonicalization`: the op's `simplify` / `canonicalize` rewrite patterns
-  (`transforms/array_canonicalization.py`, imported when first asked for).
+  (`dialects/array_canonicalization.py`, imported when first asked for).
 """
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ class ArrayCanonicalization(HasCanonicalizationPatternsTrait):
     """The op's rewrite patterns, applied by `simplify` and by xDSL's `canonicalize`."""
 
     def get_patterns(self, op: type[Operation]) -> tuple[RewritePattern, ...]:
-        from pullback.compiler.transforms.array_canonicalization import patterns_for
+        from pullback.compiler.dialects.array_canonicalization import patterns_for
 
         return patterns_for(op)
 
     @classmethod
     def get_canonicalization_patterns(cls) -> tuple[RewritePattern, ...]:
-        from pullback.compiler.transforms.array_canonicalization import PATTERNS
+        from pullback.compiler.dialects.array_canonicalization import PATTERNS
 
         return PATTERNS
 

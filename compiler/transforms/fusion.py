@@ -40,12 +40,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from math import prod as size_of
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
-from pullback.compiler.conversion.kernel_writer import size_of
 from pullback.compiler.dialects import array as A
 from pullback.compiler.dialects.ad import CallbackGradOp
 from pullback.compiler.dialects.traits import Elementwise, Expensive, IndexMap, has

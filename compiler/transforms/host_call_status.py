@@ -1,6 +1,6 @@
 """`host-call-status`: native code returns at the first host call that fails.
 
-Input invariant: kernel-level IR (the output of `convert-array-to-loops`): host
+Input invariant: kernel-level IR (the output of `convert-kernels-to-loops`): host
 functions (those with `pullback.num_inputs`) whose single block is a schedule of
 calls, some to `pullback_host_call_<T>` (declared private, no result).
 
@@ -27,11 +27,11 @@ from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX
+from pullback.compiler.dialects.kernel import HOST_CALL_PREFIX
 
 _WRITTEN_OPERAND = {HOST_CALL_PREFIX: 5, "pullback_matmul_": 2}
 """The one buffer operand a call to a target function writes: a host call's `dst`, a
-matrix product's `c` (`array_to_loops.matmul_symbol`)."""
+matrix product's `c` (`dialects.kernel.matmul_symbol`)."""
 
 
 def _returns_status(fn: func.FuncOp) -> None:

@@ -3,24 +3,30 @@
 A *residual* (saved activation) is a value the forward part computes and the backward
 part reads: a temporary computed before the function's `ad.reverse_begin` and read by
 a kernel that computes some value after it. Every other temporary is *scratch*;
-without a marker (no reverse sweep) all of them are. `convert-array-to-loops` drops
-the marker before fusion (`split_at_reverse_begin`) and records the kinds after it
-(`temp_kinds`) as `pullback.temp_kinds` on the host function; the memory report
+without a marker (no reverse sweep) all of them are. `fuse` drops the marker
+(`split_at_reverse_begin`) and marks what each step computes before it (`FORWARD`);
+`bufferize` records the kinds (`temp_kinds`) as `pullback.temp_kinds` on the host
+function; the memory report
 counts the residuals live when the temporaries take the most bytes
 (`peak_residual_bytes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, StringAttr
 from xdsl.ir import SSAValue
 
 from pullback.compiler.dialects.ad import ReverseBeginOp
-from pullback.compiler.transforms.fusion import FusionPlan
 
+FORWARD = "pullback.forward"
+"""Attribute of a schedule step (written by `fuse`): the indices of its results the
+forward part computes, when its function has a reverse sweep."""
+REVERSE_SWEEP = "pullback.reverse_sweep"
+"""Function attribute (written by `fuse`): the function had an `ad.reverse_begin`."""
 TEMP_KINDS = "pullback.temp_kinds"
 """Host-function attribute: the kind of each temporary, in argument order."""
 RESIDUAL, SCRATCH = "residual", "scratch"
@@ -39,14 +45,25 @@ def split_at_reverse_begin(function: func.FuncOp) -> frozenset[SSAValue] | None:
     return None
 
 
-def temp_kinds(plan: FusionPlan, forward: frozenset[SSAValue] | None,
+class Step(Protocol):
+    """A step of a schedule: the values it reads and the values it writes."""
+
+    @property
+    def reads(self) -> Sequence[SSAValue]: ...
+
+    @property
+    def outputs(self) -> Sequence[SSAValue]: ...
+
+
+def temp_kinds(steps: Iterable[Step], forward: frozenset[SSAValue] | None,
                home: Mapping[SSAValue, int], first: int, count: int) -> ArrayAttr[StringAttr]:
     """The kind of each of the `count` temporaries, buffers `first`, `first + 1`, ...:
-    `home` maps values to their buffer; `forward` is what `split_at_reverse_begin`
-    returned. A buffer holding no value of `home` is scratch."""
+    `home` maps values to their buffer; `forward` holds the values the forward part
+    computes (None without a reverse sweep). A buffer holding no value of `home` is
+    scratch."""
     residual: set[SSAValue] = set()
     if forward is not None:
-        for kernel in plan.kernels:
+        for kernel in steps:
             if any(v not in forward for v in kernel.outputs):
                 residual.update(v for v in kernel.reads if v in forward)
     kinds = [SCRATCH] * count

@@ -1,6 +1,6 @@
 """`memory-plan`: static liveness of temporaries and their offsets in one arena.
 
-Input invariant: kernel-level host functions as `convert-array-to-loops` writes them
+Input invariant: kernel-level host functions as `bufferize` writes them
 (`pullback.num_inputs`, `pullback.num_outputs`, `pullback.temp_bytes`, optionally
 `pullback.temp_kinds`; a body of `memref.cast`, `arith.constant` and one `func.call`
 per step).
@@ -158,12 +158,12 @@ def _step_buffers(host: func.FuncOp) -> list[set[int]]:
 def _int(host: func.FuncOp, key: str) -> int:
     attr = host.attributes.get(key)
     if not isinstance(attr, IntegerAttr):
-        raise ValueError(f"@{host.sym_name.data} has no {key}: run convert-array-to-loops first")
+        raise ValueError(f"@{host.sym_name.data} has no {key}: run bufferize first")
     return attr.value.data
 
 
 def is_host_function(op: object) -> bool:
-    """Whether `op` is a host function written by `convert-array-to-loops`."""
+    """Whether `op` is a host function written by `bufferize`."""
     return isinstance(op, func.FuncOp) and "pullback.temp_bytes" in op.attributes
 
 
@@ -172,7 +172,7 @@ def plan_memory(host: func.FuncOp, alignment: int = ALIGNMENT) -> MemoryPlan:
     temp_attr = host.attributes.get("pullback.temp_bytes")
     if not isinstance(temp_attr, DenseArrayBase):
         raise ValueError(f"@{host.sym_name.data} is not a kernel-level host function: "
-                         "run convert-array-to-loops first")
+                         "run bufferize first")
     sizes = [int(v) for v in temp_attr.get_values()]
     first = _int(host, "pullback.num_inputs") + _int(host, "pullback.num_outputs")
     steps = _step_buffers(host)

@@ -26,6 +26,7 @@ the same ops, some moved earlier within their block.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod as size_of
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -34,7 +35,6 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.traits import is_side_effect_free
 
-from pullback.compiler.conversion.kernel_writer import size_of
 from pullback.compiler.dialects.array import AssignOp, FullOp, shape_of
 from pullback.compiler.transforms.fusion import INDEX_MAP_OPS, is_fusible
 

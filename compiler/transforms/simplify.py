@@ -3,7 +3,7 @@
 Input invariant: any module. Output IR: the same module with every op's
 canonicalization patterns applied until none matches, and ops left without a use
 and without an effect erased. The patterns are those the ops' traits name (the
-`array` ops' are in `array_canonicalization.py`): xDSL's `canonicalize` applies the
+`array` ops' are in `dialects/array_canonicalization.py`): xDSL's `canonicalize` applies the
 same ones and also folds and removes unreachable blocks. Run `cse` and `dce`
 afterwards to drop what becomes unused.
 """

@@ -45,6 +45,7 @@ from pullback.compiler.conversion.loops_to_llvm import LOOPS_TO_LLVM
 from pullback.compiler.conversion.scalar_ops import SCALAR_RULES, scalar_rule
 from pullback.compiler.dialects import ad
 from pullback.compiler.dialects import array as A
+from pullback.compiler.dialects.array_canonicalization import PATTERNS
 from pullback.compiler.dialects.combiners import COMBINERS
 from pullback.compiler.dialects.traits import (
     Elementwise,
@@ -54,7 +55,6 @@ from pullback.compiler.dialects.traits import (
     has,
 )
 from pullback.compiler.interpreter import IMPLS
-from pullback.compiler.transforms.array_canonicalization import PATTERNS
 from pullback.compiler.transforms.expand_math import ExpandMathPass
 from pullback.compiler.transforms.simplify import canonicalization_patterns
 from pullback.program import trace_program

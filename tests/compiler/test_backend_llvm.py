@@ -111,10 +111,16 @@ def test_caller_module_is_not_changed_and_other_functions_ignored() -> None:
 def test_stages_timings_and_llvm_ir() -> None:
     ex = compile_(lambda x, y: [A.AddOp(A.MulOp(x, y), x).result],
                   [TensorType(f64, (1000,))] * 2, keep_ir=True)
-    passes = ["convert-array-to-loops", "memory-plan", "expand-math", "host-call-status",
+    passes = ["keep-functions", "inline-checkpoints", "drop-eager-updates", "drop-identities",
+              "schedule-writes", "fuse", "bufferize", "convert-kernels-to-loops", "memory-plan",
+              "expand-math", "host-call-status", "convert-parallel-to-for",
               "convert-loops-to-llvm"]
     assert list(ex.stages) == passes
-    assert "scf.for" in ex.stages["convert-array-to-loops"]
+    assert "kernel.fused" in ex.stages["fuse"] and "kernel.fused" in ex.stages["bufferize"]
+    assert "kernel.fused" not in ex.stages["convert-kernels-to-loops"]
+    assert '"scf.parallel"' in ex.stages["convert-kernels-to-loops"]
+    assert "scf.parallel" not in ex.stages["convert-parallel-to-for"]
+    assert "scf.for" in ex.stages["convert-parallel-to-for"]
     assert "llvm.func" in ex.stages["convert-loops-to-llvm"]
     assert set(ex.timings) == {*passes, "translate", "optimize", "jit"}
     assert "noalias" in ex.llvm_ir

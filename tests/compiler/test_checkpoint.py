@@ -179,7 +179,7 @@ def test_lowered_program_recomputes_and_keeps_no_intermediate() -> None:
 def test_pullback_opt_runs_the_pass(tmp_path, capsys) -> None:
     path = tmp_path / "f.mlir"
     path.write_text(MODULE)
-    assert main(["opt", str(path), "-p", "autodiff,checkpoint,cse"]) == 0
+    assert main(["opt", str(path), "-p", "autodiff,inline-checkpoints,cse"]) == 0
     out = capsys.readouterr().out
     assert "ad.checkpoint" not in out and "f_vjp" in out
     assert RECOMPUTE_MARK in out

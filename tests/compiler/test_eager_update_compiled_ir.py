@@ -128,7 +128,7 @@ def test_eager_update_pass_leaves_only_the_writes() -> None:
     from pullback.compiler.passes import parse_pipeline
 
     module = _parse()
-    for p in parse_pipeline('autodiff{func="f" seed=true},eager-update,simplify,dce').passes:
+    for p in parse_pipeline('autodiff{func="f" seed=true},drop-eager-updates,simplify,dce').passes:
         p.apply(make_context(), module)
     module.verify()
     text = str(module)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 from op_table import build
-from xdsl.dialects import func, math, memref, scf
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f64
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, TensorType, f64
 from xdsl.ir import Attribute, SSAValue
 from xdsl.parser import Parser
 
@@ -41,6 +41,26 @@ def count(op: func.FuncOp, cls: type) -> int:
     return sum(isinstance(o, cls) for o in op.walk())
 
 
+def parallels(op: func.FuncOp) -> list[scf.ParallelOp]:
+    return [o for o in op.walk() if isinstance(o, scf.ParallelOp)]
+
+
+def combiners(loop: scf.ParallelOp) -> list[type]:
+    """The op of each combiner region of a reducing `scf.parallel`."""
+    reduce = loop.body.block.last_op
+    assert isinstance(reduce, scf.ReduceOp)
+    return [type(r.block.first_op) for r in reduce.reductions]
+
+
+def inits(loop: scf.ParallelOp) -> list[float]:
+    """The constant init values of a reducing `scf.parallel`."""
+    out = []
+    for v in loop.initVals:
+        assert isinstance(v.owner, arith.ConstantOp) and isinstance(v.owner.value, FloatAttr)
+        out.append(v.owner.value.value.data)
+    return out
+
+
 N = 1_000_000
 
 
@@ -55,7 +75,7 @@ def test_elementwise_chain_is_one_loop() -> None:
 
     m = lower(build(make, [t, t]))
     (k,) = kernels(m)
-    assert count(k, scf.ForOp) == 1
+    assert count(k, scf.ParallelOp) == 1 and count(k, scf.ForOp) == 0
     assert host(m).attributes["pullback.temp_bytes"].get_values() == ()
 
 
@@ -66,8 +86,9 @@ def test_reduction_of_elementwise_does_not_materialize() -> None:
     (k,) = kernels(m)
     assert count(k, memref.StoreOp) == 1  # only the result
     assert host(m).attributes["pullback.temp_bytes"].get_values() == ()
-    fors = [o for o in k.walk() if isinstance(o, scf.ForOp)]
-    assert len(fors) == 1 and len(fors[0].iter_args) == 1  # one flat loop carrying the sum
+    (loop,) = parallels(k)  # one flat loop reducing the sum
+    assert count(k, scf.ForOp) == 0 and len(loop.lowerBound) == 1
+    assert combiners(loop) == [arith.AddfOp] and inits(loop) == [0.0]
 
 
 def test_broadcast_and_transpose_fuse() -> None:
@@ -90,9 +111,9 @@ def test_costly_value_with_two_uses_is_computed_once_in_one_kernel() -> None:
     (k,) = kernels(m)  # both reductions accumulate in one loop
     assert host(m).attributes["pullback.temp_bytes"].get_values() == ()
     assert count(k, math.ExpOp) == 1
-    (loop,) = [o for o in k.walk() if isinstance(o, scf.ForOp)]
-    assert loop.attributes["pullback.reduction"] == ArrayAttr([StringAttr("add"),
-                                                               StringAttr("max")])
+    (loop,) = parallels(k)
+    assert combiners(loop) == [arith.AddfOp, arith.MaximumfOp]
+    assert inits(loop) == [0.0, -np.inf]  # the identities of + and max
 
 
 def test_broadcast_of_costly_value_is_stored() -> None:
@@ -201,8 +222,8 @@ def test_chain_gradient_is_one_kernel_with_no_temporaries() -> None:
     (k,) = kernels(m)
     assert host(m, "f_vjp").attributes["pullback.temp_bytes"].get_values() == ()
     assert count(k, math.TanhOp) == 1
-    (loop,) = [o for o in k.walk() if isinstance(o, scf.ForOp)]
-    assert loop.attributes["pullback.reduction"] == ArrayAttr([StringAttr("add")])
+    (loop,) = parallels(k)
+    assert combiners(loop) == [arith.AddfOp] and count(k, scf.ForOp) == 0
     assert count(k, memref.StoreOp) == 2  # the gradient in the loop, the value after it
 
     x = np.random.default_rng(2).uniform(-1, 1, n)
@@ -297,7 +318,7 @@ def test_reductions_over_any_axes_fuse_with_stores(axes: tuple[int, ...]) -> Non
     np.testing.assert_allclose(everything, np.sin(x).sum(), rtol=1e-12)
 
 
-def test_loop_attributes_follow_the_contract() -> None:
+def test_loops_follow_the_contract() -> None:
     t = TensorType(f64, (8, 6))
 
     def make(x: SSAValue) -> list[SSAValue]:
@@ -307,19 +328,30 @@ def test_loop_attributes_follow_the_contract() -> None:
     m = lower(build(make, [t]))
     (k,) = kernels(m)
     assert k.attributes["pullback.kernel"] == StringAttr("fused")
-    init, rows, cols = [o for o in k.walk() if isinstance(o, scf.ForOp)]
+    init, cols = parallels(k)
+    (rows,) = [o for o in k.walk() if isinstance(o, scf.ForOp)]
     # The column sums start at zero (each element its own: parallel) and accumulate
-    # over the rows (sequential); the row sums ride on the column loop as a reduction.
-    assert "pullback.parallel" in init.attributes
-    assert not {"pullback.parallel", "pullback.reduction"} & rows.attributes.keys()
-    assert "pullback.parallel" not in cols.attributes
-    assert cols.attributes["pullback.reduction"] == ArrayAttr([StringAttr("add")])
+    # over the rows (sequential, nothing carried); the row sums are a reduction of the
+    # loop over the columns inside it.
+    assert not init.initVals and not rows.iter_args
+    assert cols.parent_op() is rows
+    assert combiners(cols) == [arith.AddfOp] and inits(cols) == [0.0]
 
     m = lower(build(lambda x: [A.ExpOp(x).result, A.ReduceSumOp(x, [1]).result], [t]))
     (k,) = kernels(m)
-    outer, inner = [o for o in k.walk() if isinstance(o, scf.ForOp)]
-    assert "pullback.parallel" in outer.attributes
-    assert inner.attributes["pullback.reduction"] == ArrayAttr([StringAttr("add")])
+    outer, inner = parallels(k)
+    assert count(k, scf.ForOp) == 0 and not outer.initVals
+    assert inner.parent_op() is outer and combiners(inner) == [arith.AddfOp]
+
+
+def test_independent_loops_of_a_nest_are_one_parallel_op() -> None:
+    # A transposed copy needs both indices: one 2-d scf.parallel over (3, 4).
+    m = lower(build(lambda x: [A.TransposeOp(A.ExpOp(x), [1, 0]).result],
+                    [TensorType(f64, (4, 3))]))
+    (k,) = kernels(m)
+    (loop,) = parallels(k)
+    assert count(k, scf.ForOp) == 0 and not loop.initVals
+    assert [v.owner.value.value.data for v in loop.upperBound] == [3, 4]
 
 
 def test_mlp_gradient_has_few_kernels_between_matrix_products() -> None:

@@ -251,5 +251,5 @@ def test_the_pass_annotates_every_host_function():
 def test_planning_an_unlowered_function_is_an_error():
     module, name = traced_module(reductions, X)
     f = next(op for op in module.body.block.ops if isinstance(op, func.FuncOp))
-    with pytest.raises(ValueError, match="convert-array-to-loops"):
+    with pytest.raises(ValueError, match="bufferize"):
         plan_memory(f)

@@ -90,7 +90,7 @@ def test_a_training_step_holds_one_parameter_gradient_at_a_time(rule):
         return value
 
     c = pb.compile(step, model, x, y)
-    assert 'pullback.kernel = "copy"' not in c.ir("convert-array-to-loops")
+    assert 'pullback.kernel = "copy"' not in c.ir("convert-kernels-to-loops")
     # the arena never holds two weight gradients: one, with a few activations and
     # backward values of the batch (unscheduled, all four gradients wait for the end)
     weight_grad = 32 * 32 * 8

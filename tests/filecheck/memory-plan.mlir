@@ -1,7 +1,7 @@
 // RUN: pullback opt %s -p memory-plan | filecheck %s
 // RUN: pullback opt %s -p 'memory-plan{alignment=256}' | filecheck %s --check-prefix=ALIGN
 
-// A host function as `convert-array-to-loops` writes it: one input, one output, three
+// A host function as `bufferize` writes it: one input, one output, three
 // temporaries t0 (64 bytes), t1 (128 bytes), t2 (64 bytes), and a chain of four steps
 //   step 0: in -> t0,  step 1: t0 -> t1,  step 2: t1 -> t2,  step 3: t2 -> out
 // so t0 is live over steps [0, 1], t1 over [1, 2], t2 over [2, 3].

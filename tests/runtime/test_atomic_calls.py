@@ -366,7 +366,7 @@ def test_host_call_status_returns_at_each_failed_host_call():
     c = pb.compile(lambda x: pb.sum(pb.showgrad(pb.hook(switch.hook, x * x), "s") ** 2), x,
                    mode="gradient")
     ctx = make_context()
-    module = Parser(ctx, c.ir("convert-array-to-loops")).parse_module()
+    module = Parser(ctx, c.ir("convert-kernels-to-loops")).parse_module()
     parse_pipeline("host-call-status").apply(ctx, module)
     module.verify()
     host = next(op for op in module.ops if isinstance(op, func.FuncOp)

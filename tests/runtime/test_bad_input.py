@@ -63,7 +63,8 @@ def test_print_ir_after_all(monkeypatch, capsys):
     pb.gradient(lambda x: pb.sum(pb.cos(x)), np.ones(2))
     err = capsys.readouterr().err
     stages = ("trace", "autodiff", "keep-functions", "drop-derivative-terms", "simplify", "cse",
-              "dce", "convert-array-to-loops", "memory-plan", "expand-math", "host-call-status",
-              "convert-loops-to-llvm")
+              "dce", "inline-checkpoints", "drop-eager-updates", "drop-identities",
+              "schedule-writes", "fuse", "bufferize", "convert-kernels-to-loops", "memory-plan",
+              "expand-math", "host-call-status", "convert-parallel-to-for", "convert-loops-to-llvm")
     at = [err.index(f"// -----// IR Dump After {stage} //----- //") for stage in stages]
     assert at == sorted(at) and "// -----// LLVM IR //----- //" in err

@@ -161,8 +161,8 @@ def test_backward_pass_recomputes():
     (forward and recomputation); the gradient is unchanged."""
     (with_ck, x), (without, _) = _six_layers(True), _six_layers(False)
     np.testing.assert_allclose(with_ck(x), without(x), rtol=1e-12, atol=1e-14)
-    lowered = with_ck.ir("convert-array-to-loops")
-    assert lowered.count("math.tanh") == 2 * without.ir("convert-array-to-loops").count(
+    lowered = with_ck.ir("convert-kernels-to-loops")
+    assert lowered.count("math.tanh") == 2 * without.ir("convert-kernels-to-loops").count(
         "math.tanh") == 24
 
 

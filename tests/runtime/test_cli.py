@@ -40,6 +40,8 @@ def test_list_passes(capsys):
     "autodiff,simplify,cse,dce", "autodiff{func=f},jvp{func=f_vjp}",
     "convert-array-to-loops", "convert-array-to-loops,convert-loops-to-llvm",
     "convert-array-to-loops,expand-math,convert-loops-to-llvm",
+    "inline-checkpoints,drop-eager-updates,drop-identities,schedule-writes,fuse",
+    "fuse,bufferize", "fuse,bufferize,convert-kernels-to-loops,memory-plan",
 ])
 def test_each_pass_runs_on_a_text_file(mlir_file, capsys, pipeline):
     assert main(["opt", str(mlir_file), "-p", pipeline, "--verify"]) == 0

@@ -199,7 +199,7 @@ def test_split_at_the_marker() -> None:
 
 
 def _host(compiled) -> func.FuncOp:
-    module = Parser(make_context(), compiled.ir("convert-array-to-loops")).parse_module()
+    module = Parser(make_context(), compiled.ir("convert-kernels-to-loops")).parse_module()
     return next(op for op in module.body.block.ops
                 if isinstance(op, func.FuncOp) and TEMP_KINDS in op.attributes)
 

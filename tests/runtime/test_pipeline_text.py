@@ -113,13 +113,16 @@ def test_pipeline_names_every_option():
     # (y, dx, ty, tdx); tW is bound to zero, the vmap batches tx over x.size directions,
     # and only tdx (result 3) is kept.
     c = pb.compile(mlp, X4, mode="hessian")
-    assert c.pipeline.split(",convert-array-to-loops")[0] == (
+    assert c.pipeline.split(",inline-checkpoints")[0] == (
         'autodiff{func="f" wrt=0 seed=true},jvp{func="f_vjp"},'
         'bind-zeros{func="f_vjp_jvp" args=3},vmap{func="f_vjp_jvp" args=2 size=4},'
         'keep-results{func="f_vjp_jvp_vmap" results=3},keep-functions{names="f_vjp_jvp_vmap"},'
         'drop-derivative-terms,simplify,cse,dce')
-    assert c.pipeline.endswith('convert-array-to-loops{function="f_vjp_jvp_vmap"},memory-plan,'
-                               'expand-math,host-call-status,convert-loops-to-llvm')
+    # keep-functions already left only the entry: the lowering starts at the kernel passes
+    assert c.pipeline.endswith(
+        'drop-derivative-terms,simplify,cse,dce,inline-checkpoints,drop-eager-updates,'
+        'drop-identities,schedule-writes,fuse,bufferize,convert-kernels-to-loops,memory-plan,'
+        'expand-math,host-call-status,convert-parallel-to-for,convert-loops-to-llvm')
 
 
 def test_the_pullback_opt_command_replays_the_pipeline(tmp_path):
@@ -130,7 +133,7 @@ def test_the_pullback_opt_command_replays_the_pipeline(tmp_path):
     done = subprocess.run([PULLBACK, "opt", str(traced), "-p",
                            c.pipeline], capture_output=True, text=True, check=True)
     assert done.stdout.rstrip("\n") == c.ir(last).rstrip("\n")
-    array_level = c.pipeline.split(",convert-array-to-loops")[0]
+    array_level = c.pipeline.split(",inline-checkpoints")[0]
     done = subprocess.run([PULLBACK, "opt", str(traced), "-p",
                            array_level], capture_output=True, text=True, check=True)
     assert done.stdout.rstrip("\n") == c.ir().rstrip("\n") == c.ir("dce").rstrip("\n")
@@ -138,8 +141,9 @@ def test_the_pullback_opt_command_replays_the_pipeline(tmp_path):
 
 def test_each_device_ends_its_pipeline_with_its_own_lowering(device):
     c = pb.compile(regions, X4, mode="jacobian", device=device)
-    cpu_only = ",expand-math,host-call-status,convert-loops-to-llvm"
-    kernel_level = 'convert-array-to-loops{function="f_vjp_vmap"},memory-plan'
+    cpu_only = ",expand-math,host-call-status,convert-parallel-to-for,convert-loops-to-llvm"
+    kernel_level = ('inline-checkpoints,drop-eager-updates,drop-identities,schedule-writes,'
+                    'fuse,bufferize,convert-kernels-to-loops,memory-plan')
     assert c.pipeline.endswith(kernel_level + (cpu_only if device == "cpu" else ""))
     for key, text in _replayed(c):
         assert text == c.stages[key]
@@ -178,7 +182,7 @@ def test_print_ir_after_and_before_named_passes(monkeypatch, capsys):
     c = pb.compile(mlp, X4, mode="gradient")
     after_cse, before_plan = err.split("// -----// IR Dump Before memory-plan //----- //\n")
     assert after_cse.split("//----- //\n", 1)[1].strip() == c.ir("cse").strip()
-    assert before_plan.strip() == c.ir("convert-array-to-loops").strip()
+    assert before_plan.strip() == c.ir("convert-kernels-to-loops").strip()
 
 
 def test_print_ir_after_all_prints_every_stage_in_order(monkeypatch, capsys):

@@ -143,7 +143,7 @@ def test_compiled_eager_update_runs_no_host_call_and_writes_in_place():
     state = O.setup(O.Momentum(0.1), model)
     c = pb.compile(_eager_loss(state, False), model, x, y)
     assert "pullback_host_call" not in c.llvm_ir
-    lowered = c.ir("convert-array-to-loops")
+    lowered = c.ir("convert-kernels-to-loops")
     assert 'pullback.kernel = "copy"' not in lowered  # every write lands in place
 
 

@@ -30,7 +30,7 @@ from pullback.compiler.backends.llvm.gemm import define_own_matmul
 from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
 from pullback.compiler.backends.llvm.matmul_choice import define_chosen_matmul
 from pullback.compiler.backends.llvm.packed_entry import add_packed_entry
-from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX, matmul_symbol
+from pullback.compiler.dialects.kernel import HOST_CALL_PREFIX, matmul_symbol
 from pullback.compiler.pass_runner import PassHooks
 from pullback.compiler.transforms.host_call_status import written_before_host_calls
 
@@ -56,7 +56,8 @@ class LLVMModule:
 
 def llvm_pipeline(name: str) -> str:
     """The pipeline text from an array-level module to the llvm dialect for `@name`."""
-    return f"{kernel_pipeline(name)},expand-math,host-call-status,convert-loops-to-llvm"
+    return (f"{kernel_pipeline(name)},expand-math,host-call-status,convert-parallel-to-for,"
+            "convert-loops-to-llvm")
 
 
 def lower_to_llvm(module: ModuleOp, name: str, *, keep_ir: bool = False,

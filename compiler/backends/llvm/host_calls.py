@@ -18,7 +18,7 @@ import numpy as np
 from llvmlite import binding
 
 from pullback.compiler import host_calls
-from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX
+from pullback.compiler.dialects.kernel import HOST_CALL_PREFIX
 
 _DTYPES = {"f64": np.dtype(np.float64), "f32": np.dtype(np.float32)}
 _SIGNATURE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,

@@ -27,7 +27,7 @@ from pullback.compiler.backends.kernel_level import InputSpec
 from pullback.compiler.backends.llvm import blas, jit
 from pullback.compiler.backends.llvm.executable import LLVMExecutable
 from pullback.compiler.backends.llvm.host_calls import bind_host_call_symbol
-from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX
+from pullback.compiler.dialects.kernel import HOST_CALL_PREFIX
 from pullback.compiler.transforms.memory_plan import MemoryPlan
 
 FORMAT = 1

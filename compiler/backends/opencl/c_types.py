@@ -6,7 +6,6 @@ of masks are `uchar`, like numpy's `bool`. Unsigned ops cast to the unsigned twi
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -17,14 +16,10 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
 )
-from xdsl.ir import Attribute, Block, Operation
-
-from pullback.compiler.dialects.combiners import combiner_named
+from xdsl.ir import Attribute
 
 _SIGNED = {1: "bool", 8: "char", 16: "short", 32: "int", 64: "long"}
 _UNSIGNED = {1: "bool", 8: "uchar", 16: "ushort", 32: "uint", 64: "ulong"}
-_INT_MIN = {8: "CHAR_MIN", 16: "SHRT_MIN", 32: "INT_MIN", 64: "LONG_MIN"}
-_INT_MAX = {8: "CHAR_MAX", 16: "SHRT_MAX", 32: "INT_MAX", 64: "LONG_MAX"}
 
 
 def _width(t: Attribute) -> int:
@@ -33,10 +28,6 @@ def _width(t: Attribute) -> int:
     if isinstance(t, IntegerType):
         return t.width.data
     raise NotImplementedError(f"type {t} has no OpenCL C equivalent (f64, f32, index, iN)")
-
-
-def is_float(t: Attribute) -> bool:
-    return isinstance(t, Float32Type | Float64Type)
 
 
 def c_type(t: Attribute) -> str:
@@ -99,31 +90,3 @@ def int_literal(value: int, t: Attribute) -> str:
             return "LONG_MIN"
         return f"{value}L"
     return f"(({_SIGNED[width]}){value})"
-
-
-def identity_literal(combiner: str, t: Attribute) -> str:
-    """The identity of a reduction combiner (`compiler/dialects/combiners.py`) for type `t`."""
-    value = combiner_named(combiner).identity(t)
-    if is_float(t):
-        return float_literal(float(value), t)
-    width = _width(t)
-    if width in _INT_MIN and value == -(2 ** (width - 1)):
-        return _INT_MIN[width]
-    if width in _INT_MAX and value == 2 ** (width - 1) - 1:
-        return _INT_MAX[width]
-    return int_literal(int(value), t)
-
-
-@functools.cache
-def _combining_op(combiner: str, t: Attribute) -> Operation:
-    """The scalar op of `combiner` on two values of type `t` (for its C expression)."""
-    block = Block(arg_types=[t, t])
-    cls = combiner_named(combiner).scalar_op(t)
-    return cls(block.args[0], block.args[1])  # type: ignore[call-arg]
-
-
-def combine_expr(combiner: str, t: Attribute, a: str, b: str) -> str:
-    """C expression combining two partial reductions: the combiner's scalar op in C."""
-    from pullback.compiler.backends.opencl.ops import code_for_op
-
-    return code_for_op(_combining_op(combiner, t), [a, b])

@@ -1,8 +1,10 @@
 """Statement writer: kernel-level regions (`scf`, `memref`, scalar ops) as OpenCL C.
 
 Every SSA value becomes a `const` local named `vN` (constants are inlined as
-literals); `scf.for` / `scf.if` / `scf.while` become C loops and branches whose
-carried values live in mutable locals. Buffers are flat `__global` pointers; a
+literals); `scf.for` / `scf.parallel` / `scf.if` / `scf.while` become C loops and
+branches whose carried and reduced values live in mutable locals (an `scf.parallel`
+written here runs serially: each step combines its contribution by the ops of the
+`scf.reduce` region). Buffers are flat `__global` pointers; a
 statically shaped multi-dimensional memref is indexed row-major.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr, MemRefType
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 
 from pullback.compiler.backends.opencl.c_types import c_type, float_literal, int_literal
 from pullback.compiler.backends.opencl.ops import code_for_op
@@ -84,7 +86,8 @@ class Writer:
     def body(self, block: Block) -> list[Operation]:
         """The ops of `block` but its terminator."""
         ops = list(block.ops)
-        return ops[:-1] if ops and isinstance(ops[-1], scf.YieldOp | scf.ConditionOp) else ops
+        ends = scf.YieldOp | scf.ConditionOp | scf.ReduceOp | scf.ReduceReturnOp
+        return ops[:-1] if ops and isinstance(ops[-1], ends) else ops
 
     def op(self, op: Operation) -> None:
         match op:
@@ -101,6 +104,8 @@ class Writer:
                 self._alloca(op)
             case scf.ForOp():
                 self.for_loop(op)
+            case scf.ParallelOp():
+                self._parallel(op)
             case scf.IfOp():
                 self._if(op)
             case scf.WhileOp():
@@ -154,22 +159,59 @@ class Writer:
             out.append(name)
         return out
 
-    def for_loop(self, op: scf.ForOp, iv_name: str | None = None) -> None:
+    def _open_for(self, iv: SSAValue, lb: SSAValue, ub: SSAValue, step: SSAValue) -> None:
+        name = self.fresh("i")
+        self.names[iv] = name
+        self.open(f"for ({c_type(iv.type)} {name} = {self.name(lb)}; {name} < {self.name(ub)}; "
+                  f"{name} += {self.name(step)})")
+
+    def for_loop(self, op: scf.ForOp) -> None:
         """A serial C `for` over an `scf.for`."""
         body = op.body.block
         carried = self.carried(op.results, [self.name(v) for v in op.iter_args])
         for arg, name in zip(body.args[1:], carried, strict=True):
             self.names[arg] = name
-        iv = iv_name or self.fresh("i")
-        self.names[body.args[0]] = iv
-        t = c_type(body.args[0].type)
-        self.open(f"for ({t} {iv} = {self.name(op.lb)}; {iv} < {self.name(op.ub)}; "
-                  f"{iv} += {self.name(op.step)})")
+        self._open_for(body.args[0], op.lb, op.ub, op.step)
         self.ops(self.body(body))
-        yield_op = body.last_op
-        assert isinstance(yield_op, scf.YieldOp)
-        self.assign(carried, list(yield_op.operands))
+        assert isinstance(body.last_op, scf.YieldOp)
+        self.assign(carried, list(body.last_op.operands))
         self.close()
+
+    def open_dims(self, op: scf.ParallelOp, start: int = 0) -> int:
+        """Serial C `for`s over the dimensions of `op` from `start`; returns how many
+        were opened (close each)."""
+        bounds = list(zip(op.body.block.args, op.lowerBound, op.upperBound, op.step,
+                          strict=True))[start:]
+        for iv, lb, ub, step in bounds:
+            self._open_for(iv, lb, ub, step)
+        return len(bounds)
+
+    def combine(self, region: Region, a: str, b: str) -> str:
+        """The name of what the combiner `region` of an `scf.reduce` computes from the
+        values named `a` and `b`."""
+        block = region.block
+        self.names[block.args[0]], self.names[block.args[1]] = a, b
+        self.ops(self.body(block))
+        last = block.last_op
+        assert isinstance(last, scf.ReduceReturnOp)
+        return self.name(last.result)
+
+    def accumulate(self, reduce: scf.ReduceOp, accs: Sequence[str]) -> None:
+        """`acc = combiner(acc, contribution)` for each value `reduce` reduces."""
+        values = [self.combine(region, acc, self.name(x))
+                  for region, acc, x in zip(reduce.reductions, accs, reduce.args, strict=True)]
+        for acc, value in zip(accs, values, strict=True):
+            self.line(f"{acc} = {value};")
+
+    def _parallel(self, op: scf.ParallelOp) -> None:
+        accs = self.carried(op.res, [self.name(v) for v in op.initVals])
+        depth = self.open_dims(op)
+        self.ops(self.body(op.body.block))
+        reduce = op.body.block.last_op
+        assert isinstance(reduce, scf.ReduceOp)
+        self.accumulate(reduce, accs)
+        for _ in range(depth):
+            self.close()
 
     def _if(self, op: scf.IfOp) -> None:
         results = self.carried(op.output, [None] * len(op.output))

@@ -1,10 +1,12 @@
 """Kernel functions → `__kernel`s: one per phase, shaped for the device.
 
-* parallel: the phase's chain of `pullback.parallel` loops is collapsed into one flat
+* parallel: the dimensions of the phase's `scf.parallel` are collapsed into one flat
   NDRange index (any depth), the global size padded to the local size and guarded.
-* group-reduce: a `pullback.reduction` loop under a small parallel extent is split
-  across a work-group. CPU devices give each work-item a contiguous chunk; GPU
-  devices stride by the group size so neighbours read neighbours (coalesced). A
+* group-reduce: a reducing `scf.parallel` under a small parallel extent is split
+  across a work-group along its first dimension (any others run whole per step).
+  CPU devices give each work-item a contiguous chunk; GPU devices stride by the group
+  size so neighbours read neighbours (coalesced). Each partial starts from the init
+  values (the identities); the combiners are the ops of the `scf.reduce` regions. A
   local-memory tree combines the partials and work-item 0 runs the rest.
 * serial: anything else runs as written on one work-item.
 """
@@ -14,23 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.dialects import func, memref, scf
-from xdsl.dialects.builtin import ArrayAttr, MemRefType, StringAttr
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.dialects.builtin import MemRefType, StringAttr
+from xdsl.ir import Operation, SSAValue
 
-from pullback.compiler.backends.opencl.c_types import (
-    buffer_element_type,
-    c_type,
-    combine_expr,
-    identity_literal,
-)
+from pullback.compiler.backends.opencl.c_types import buffer_element_type, c_type
 from pullback.compiler.backends.opencl.emit import Writer
-from pullback.compiler.backends.opencl.phases import (
-    REDUCTION,
-    Phase,
-    body_ops,
-    split_phases,
-    trip_count,
-)
+from pullback.compiler.backends.opencl.phases import Dim, Phase, body_ops, dims, split_phases
 
 
 @dataclass(frozen=True)
@@ -134,100 +125,76 @@ def _phase(phase: Phase, kname: str, names: dict[SSAValue, str],
     w = Writer(names)
     split = phase.split_point()
     extent = phase.parallel_extent
-    if split is not None and target.split(extent, trip_count(split[1]) or 0):
+    if split is not None and target.split(extent, (dims(split[1]) or [])[0].trip):
         local = target.reduce_local()
         _group_reduce(w, phase, split, local, target.style)
         return w.lines, Launch(kname, (extent * local,), (local,), "group-reduce")
-    if phase.chain:
+    if phase.grid:
         local = target.parallel_local(extent)
         w.line("const long gid = get_global_id(0);")
         if extent % local:
             w.line(f"if (gid >= {extent}L) return;")
-        _chain_ivs(w, phase, "gid")
-        w.ops(phase.recompute + phase.head)
-        _chain_body(w, phase, 0, lambda ops: w.ops(ops))
+        _grid_ivs(w, phase, "gid")
+        w.ops(phase.recompute + phase.head + phase.inner_ops())
         padded = -(-extent // local) * local
         return w.lines, Launch(kname, (padded,), (local,), "parallel")
     w.ops(phase.recompute + phase.ops)
     return w.lines, Launch(kname, (1,), (1,), "serial")
 
 
-def _chain_ivs(w: Writer, phase: Phase, flat: str) -> None:
-    """Induction variables of the chain from one flat index (row-major)."""
-    trips = [trip_count(loop) or 0 for loop in phase.chain]
-    for k, loop in enumerate(phase.chain):
+def _define_iv(w: Writer, dim: Dim, index: str) -> None:
+    """Induction variable of `dim` at iteration `index` (a C expression)."""
+    lb, step = w.name(dim.lower), w.name(dim.step)
+    expr = index if step == "1L" else f"({index}) * {step}"
+    if lb != "0L":
+        expr = f"{lb} + {expr}"
+    w.define(dim.iv, f"({c_type(dim.iv.type)})({expr})")
+
+
+def _grid_ivs(w: Writer, phase: Phase, flat: str) -> None:
+    """Induction variables of the grid from one flat index (row-major)."""
+    grid = phase.dims
+    for k, dim in enumerate(grid):
         stride = 1
-        for t in trips[k + 1:]:
-            stride *= t
+        for d in grid[k + 1:]:
+            stride *= d.trip
         expr = flat if stride == 1 else f"{flat} / {stride}L"
-        if k > 0:
-            expr = f"({expr}) % {trips[k]}L"
-        lb, step = w.name(loop.lb), w.name(loop.step)
-        if step != "1L":
-            expr = f"({expr}) * {step}"
-        if lb != "0L":
-            expr = f"{lb} + {expr}"
-        iv = loop.body.block.args[0]
-        w.define(iv, f"({c_type(iv.type)})({expr})")
-
-
-def _chain_body(w: Writer, phase: Phase, k: int, inner: object) -> None:
-    """The chain's bodies, nested loops inlined; `inner(ops)` writes the innermost."""
-    ops = body_ops(phase.chain[k].body.block)
-    if k == len(phase.chain) - 1:
-        inner(ops)  # type: ignore[operator]
-        return
-    for op in ops:
-        if op is phase.chain[k + 1]:
-            _chain_body(w, phase, k + 1, inner)
-        else:
-            w.op(op)
+        _define_iv(w, dim, f"({expr}) % {dim.trip}L" if k > 0 else expr)
 
 
 def _group_reduce(w: Writer, phase: Phase,
-                  split: tuple[list[Operation], scf.ForOp, list[Operation]],
+                  split: tuple[list[Operation], scf.ParallelOp, list[Operation]],
                   local: int, style: str) -> None:
     pre, loop, post = split
-    kinds = loop.attributes[REDUCTION]
-    assert isinstance(kinds, ArrayAttr)
-    combs = [k.data for k in kinds.data if isinstance(k, StringAttr)]
-    types = [v.type for v in loop.results]
+    types = [v.type for v in loop.res]
     for j, t in enumerate(types):
         w.line(f"__local {c_type(t)} red{j}[{local}];")
     w.line("const long grp = get_group_id(0);")
     w.line("const long lid = get_local_id(0);")
-    if phase.chain:
-        _chain_ivs(w, phase, "grp")
-    w.ops(phase.recompute + phase.head)
-
-    def innermost(ops: list[Operation]) -> None:
-        w.ops(pre)
-        _split_loop(w, loop, combs, local, style)
-        w.open("if (lid == 0)")
-        for j, (res, init, t) in enumerate(zip(loop.results, loop.iter_args, types,
-                                               strict=True)):
-            w.define(res, combine_expr(combs[j], t, w.name(init), f"red{j}[0]"))
-        w.ops(post)
-        w.close()
-
-    if phase.chain:
-        _chain_body(w, phase, 0, innermost)
-    else:
-        innermost(phase.ops)
+    _grid_ivs(w, phase, "grp")
+    w.ops(phase.recompute + phase.head + pre)
+    _split_loop(w, loop, local, style)
+    w.open("if (lid == 0)")
+    for j, res in enumerate(loop.res):
+        w.define(res, f"red{j}[0]")
+    w.ops(post)
+    w.close()
 
 
 UNROLL = 4  # independent accumulators per work-item on CPU devices (hides add latency)
 
 
-def _split_loop(w: Writer, loop: scf.ForOp, combs: list[str], local: int, style: str) -> None:
+def _split_loop(w: Writer, loop: scf.ParallelOp, local: int, style: str) -> None:
     """Each work-item reduces its share into `accJ`, then a local-memory tree."""
-    trip = trip_count(loop) or 0
-    types = [v.type for v in loop.results]
+    trip = (dims(loop) or [])[0].trip
+    reduce = loop.body.block.last_op
+    assert isinstance(reduce, scf.ReduceOp)
+    types = [v.type for v in loop.res]
     lanes = UNROLL if style == "cpu" else 1
     accs = [[w.fresh("acc") for _ in types] for _ in range(lanes)]
     for lane in accs:
-        for j, (acc, t) in enumerate(zip(lane, types, strict=True)):
-            w.line(f"{c_type(t)} {acc} = {identity_literal(combs[j], t)};")
+        for acc, t, init in zip(lane, types, loop.initVals, strict=True):
+            w.line(f"{c_type(t)} {acc} = {w.name(init)};")
     t_var = w.fresh("t")
     if style == "cpu":
         chunk = -(-trip // local)
@@ -244,29 +211,29 @@ def _split_loop(w: Writer, loop: scf.ForOp, combs: list[str], local: int, style:
         w.open(f"for (long {t_var} = lid; {t_var} < {trip}L; {t_var} += {local}L)")
     _step(w, loop, accs[0], t_var)
     w.close()
-    for j, t in enumerate(types):
+    for j, region in enumerate(reduce.reductions):
         total = accs[0][j]
         for lane in accs[1:]:
-            total = combine_expr(combs[j], t, total, lane[j])
+            total = w.combine(region, total, lane[j])
         w.line(f"red{j}[lid] = {total};")
     w.line("barrier(CLK_LOCAL_MEM_FENCE);")
     w.open(f"for (int s = {local // 2}; s > 0; s >>= 1)")
     w.open("if (lid < s)")
-    for j, t in enumerate(types):
-        w.line(f"red{j}[lid] = {combine_expr(combs[j], t, f'red{j}[lid]', f'red{j}[lid + s]')};")
+    for j, region in enumerate(reduce.reductions):
+        w.line(f"red{j}[lid] = {w.combine(region, f'red{j}[lid]', f'red{j}[lid + s]')};")
     w.close()
     w.line("barrier(CLK_LOCAL_MEM_FENCE);")
     w.close()
 
 
-def _step(w: Writer, loop: scf.ForOp, accs: list[str], step_index: str) -> None:
-    """One iteration of the reduction body at `step_index`, carried values in `accs`."""
-    body: Block = loop.body.block
-    for arg, acc in zip(body.args[1:], accs, strict=True):
-        w.names[arg] = acc
-    iv = body.args[0]
-    w.define(iv, f"({c_type(iv.type)})({w.name(loop.lb)} + ({step_index}) * {w.name(loop.step)})")
-    w.ops(body_ops(body))
-    last = body.last_op
-    assert isinstance(last, scf.YieldOp)
-    w.assign(accs, list(last.operands))
+def _step(w: Writer, loop: scf.ParallelOp, accs: list[str], step_index: str) -> None:
+    """The iterations of the reduction at `step_index` of its first dimension (all of
+    its other dimensions), combined into `accs`."""
+    reduce = loop.body.block.last_op
+    assert isinstance(reduce, scf.ReduceOp)
+    _define_iv(w, (dims(loop) or [])[0], step_index)
+    depth = w.open_dims(loop, 1)
+    w.ops(body_ops(loop.body.block))
+    w.accumulate(reduce, accs)
+    for _ in range(depth):
+        w.close()

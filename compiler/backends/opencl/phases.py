@@ -5,9 +5,10 @@ flow between them (a reduction loop and the store of its result). Cheap pure ops
 top level (constants, index arithmetic) are recomputed in every phase that uses them.
 Between phases a launch boundary orders the memory effects.
 
-Inside a phase the parallel structure is read from the contract's attributes:
-`pullback.parallel` loops (perfectly nested, constant bounds) form a chain mapped to
-the NDRange; a `pullback.reduction` loop below them may be split across a work-group.
+Inside a phase the parallel structure is read from the kernel-level IR: the
+induction variables of a last `scf.parallel` without reduced values (constant bounds)
+are the NDRange's dimensions; a reducing `scf.parallel` in its body (or alone) may be
+split across a work-group.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.dialects import arith, func, memref, scf
-from xdsl.dialects.builtin import ArrayAttr, StringAttr
-from xdsl.ir import Block, Operation
+from xdsl.dialects.builtin import ArrayAttr
+from xdsl.ir import Block, Operation, SSAValue
 
 from pullback.compiler.backends.opencl.emit import has_writes
 from pullback.compiler.backends.opencl.ops import CODE_FOR_OP
-
-PARALLEL = "pullback.parallel"
-REDUCTION = "pullback.reduction"
 
 
 def is_scalar(op: Operation) -> bool:
@@ -35,8 +33,9 @@ def _cheap(op: Operation) -> bool:
 
 
 def body_ops(block: Block) -> list[Operation]:
+    """The ops of a loop body but its terminator (`scf.yield` or `scf.reduce`)."""
     ops = list(block.ops)
-    return ops[:-1] if ops and isinstance(ops[-1], scf.YieldOp) else ops
+    return ops[:-1] if ops and isinstance(ops[-1], scf.YieldOp | scf.ReduceOp) else ops
 
 
 def constant_int(value: object) -> int | None:
@@ -48,33 +47,39 @@ def constant_int(value: object) -> int | None:
     return None
 
 
-def trip_count(loop: scf.ForOp) -> int | None:
-    """Iterations of a loop with constant bounds and positive step, else None."""
-    lb, ub, step = constant_int(loop.lb), constant_int(loop.ub), constant_int(loop.step)
-    if lb is None or ub is None or step is None or step <= 0:
-        return None
-    return max(0, -(-(ub - lb) // step))
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of an `scf.parallel`: its induction variable and constant bounds."""
+
+    iv: SSAValue
+    lower: SSAValue
+    step: SSAValue
+    trip: int
+
+
+def dims(op: scf.ParallelOp) -> list[Dim] | None:
+    """The dimensions of `op`, or None unless its bounds are constant, steps positive."""
+    out = []
+    for iv, lb, ub, st in zip(op.body.block.args, op.lowerBound, op.upperBound, op.step,
+                              strict=True):
+        lo, hi, step = constant_int(lb), constant_int(ub), constant_int(st)
+        if lo is None or hi is None or step is None or step <= 0:
+            return None
+        out.append(Dim(iv, lb, st, max(0, -(-(hi - lo) // step))))
+    return out
 
 
 def is_parallel_loop(op: Operation) -> bool:
-    return (isinstance(op, scf.ForOp) and PARALLEL in op.attributes and not op.iter_args
-            and trip_count(op) is not None)
+    """An `scf.parallel` without reduced values and with constant bounds."""
+    return isinstance(op, scf.ParallelOp) and not op.initVals and dims(op) is not None
 
 
-def combiners(op: Operation) -> list[str] | None:
-    """The combiners of a splittable reduction loop, or None."""
-    if not isinstance(op, scf.ForOp) or trip_count(op) is None:
-        return None
-    attr = op.attributes.get(REDUCTION)
-    if not isinstance(attr, ArrayAttr) or len(attr.data) != len(op.iter_args):
-        return None
-    names = [a.data for a in attr.data if isinstance(a, StringAttr)]
-    if len(names) != len(op.iter_args) or any(n not in ("add", "mul", "max", "min")
-                                              for n in names):
-        return None
-    if not op.iter_args or any(has_writes(o) for o in body_ops(op.body.block)):
-        return None
-    return names
+def is_splittable(op: Operation) -> bool:
+    """A reducing `scf.parallel` with constant bounds whose body writes no memory: its
+    iterations may be shared by a work-group, each partial starting from the init
+    values (the combiners' identities)."""
+    return (isinstance(op, scf.ParallelOp) and bool(op.initVals) and dims(op) is not None
+            and not any(has_writes(o) for o in body_ops(op.body.block)))
 
 
 @dataclass
@@ -83,26 +88,32 @@ class Phase:
 
     ops: list[Operation]
     recompute: list[Operation] = field(default_factory=list)
-    chain: list[scf.ForOp] = field(default_factory=list)
+    grid: scf.ParallelOp | None = None
+    """The `scf.parallel` whose dimensions are the NDRange's (after `head`)."""
     head: list[Operation] = field(default_factory=list)
+
+    @property
+    def dims(self) -> list[Dim]:
+        """The dimensions of the NDRange, outermost first."""
+        return (dims(self.grid) or []) if self.grid else []
 
     @property
     def parallel_extent(self) -> int:
         n = 1
-        for loop in self.chain:
-            n *= trip_count(loop) or 0
+        for d in self.dims:
+            n *= d.trip
         return n
 
     def inner_ops(self) -> list[Operation]:
-        """Ops run per parallel iteration: the innermost chain body, or the phase."""
-        return body_ops(self.chain[-1].body.block) if self.chain else self.ops
+        """Ops run per parallel iteration: the grid's body, or the phase."""
+        return body_ops(self.grid.body.block) if self.grid else self.ops
 
-    def split_point(self) -> tuple[list[Operation], scf.ForOp, list[Operation]] | None:
-        """(pre, reduction loop, post) when the inner ops start with a splittable reduction."""
+    def split_point(self) -> tuple[list[Operation], scf.ParallelOp, list[Operation]] | None:
+        """(pre, reduction, post) when the inner ops start with a splittable reduction."""
         ops = self.inner_ops()
         for i, op in enumerate(ops):
-            if combiners(op) is not None:
-                assert isinstance(op, scf.ForOp)
+            if is_splittable(op):
+                assert isinstance(op, scf.ParallelOp)
                 return ops[:i], op, ops[i + 1:]
             if not _cheap(op):
                 return None
@@ -136,7 +147,10 @@ def split_phases(block: Block) -> list[Phase]:
         phases[-1].ops.append(op)
     for phase in phases:
         phase.recompute = _needed(phase.ops, scalar, ops)
-        _find_chain(phase)
+        *head, last = phase.ops
+        if is_parallel_loop(last) and all(_cheap(op) for op in head):
+            assert isinstance(last, scf.ParallelOp)
+            phase.grid, phase.head = last, head
     return phases
 
 
@@ -152,17 +166,3 @@ def _needed(phase_ops: list[Operation], scalar: set[Operation],
             stack.extend(v.owner for v in owner.operands)
     return [op for op in order if op in need and not isinstance(op, arith.ConstantOp)]
 
-
-def _find_chain(phase: Phase) -> None:
-    *head, last = phase.ops
-    if not is_parallel_loop(last) or any(not _cheap(op) for op in head):
-        return
-    phase.head = head
-    loop: Operation = last
-    while True:
-        assert isinstance(loop, scf.ForOp)
-        phase.chain.append(loop)
-        rest = [op for op in body_ops(loop.body.block) if not _cheap(op)]
-        if len(rest) != 1 or not is_parallel_loop(rest[0]):
-            return
-        loop = rest[0]

@@ -26,7 +26,7 @@ from xdsl.ir import Attribute, SSAValue
 from pullback.compiler.backends.opencl.kernels import Launch, Target, translate_kernel
 from pullback.compiler.backends.opencl.matmul import matmul_launch, matmul_source
 from pullback.compiler.backends.opencl.ops import PRELUDE
-from pullback.compiler.conversion.array_to_loops import HOST_CALL_PREFIX
+from pullback.compiler.dialects.kernel import HOST_CALL_PREFIX
 
 MATMUL_PREFIX = "pullback_matmul_"
 

@@ -1,9 +1,9 @@
-// RUN: pullback opt %s -p eager-update | filecheck %s
-// RUN: pullback opt %s -p 'autodiff{seed=true},eager-update' | filecheck %s --check-prefix=AD
+// RUN: pullback opt %s -p drop-eager-updates | filecheck %s
+// RUN: pullback opt %s -p 'autodiff{seed=true},drop-eager-updates' | filecheck %s --check-prefix=AD
 
 // `ad.eager_update` is the identity on its parameter in the forward pass; its region is the
 // optimiser step (param, grad) -> new param, here plain descent w - 0.5 * g.
-// `eager-update` replaces the op by its parameter.
+// `drop-eager-updates` replaces the op by its parameter.
 func.func @f(%w: tensor<3xf64>, %v: tensor<3xf64>) -> tensor<f64> {
   %0 = ad.eager_update %w() "model" : tensor<3xf64>, () {
   ^bb0(%p: tensor<3xf64>, %g: tensor<3xf64>):

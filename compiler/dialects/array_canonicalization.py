@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -38,6 +39,15 @@ class ArrayPattern(RewritePattern):
     """A rewrite pattern of the op classes in `roots`."""
 
     roots: ClassVar[tuple[type[Operation], ...]] = ()
+
+
+def _replace(rewriter: PatternRewriter, op: Operation,
+             new: Operation | Sequence[Operation]) -> None:
+    """Replace `op` by the ops `new` (the last one's results), which take its location:
+    what a rewrite makes stands for the user's code the op came from."""
+    for created in (new,) if isinstance(new, Operation) else new:
+        created.location = op.location
+    rewriter.replace(op, new)
 
 
 def _full(value: SSAValue) -> A.FullOp | None:
@@ -79,13 +89,13 @@ class SimplifyArithmetic(ArrayPattern):
         elif isinstance(op, A.AddOp) and _is_full_of(x, 0):
             rewriter.replace(op, [], [y])
         elif isinstance(op, A.SubOp) and _is_full_of(x, 0):
-            rewriter.replace(op, A.NegOp(y))
+            _replace(rewriter, op, A.NegOp(y))
         elif isinstance(op, A.MulOp | A.DivOp) and _is_full_of(y, 1):
             rewriter.replace(op, [], [x])
         elif isinstance(op, A.MulOp) and _is_full_of(x, 1):
             rewriter.replace(op, [], [y])
         elif is_marked_zero(x) or (isinstance(op, A.MulOp) and is_marked_zero(y)):
-            rewriter.replace(op, _zeros_of(op.result))
+            _replace(rewriter, op, _zeros_of(op.result))
 
 
 class SimplifyNeg(ArrayPattern):
@@ -102,7 +112,7 @@ class SimplifyNeg(ArrayPattern):
         elif isinstance(inner, A.FullOp) and isinstance(A.element_type_of(op.result), AnyFloat):
             t = op.result.type
             assert isinstance(t, TensorType)
-            rewriter.replace(op, _new_full(-inner.scalar, t, ZERO_MARK in inner.attributes))
+            _replace(rewriter, op, _new_full(-inner.scalar, t, ZERO_MARK in inner.attributes))
 
 
 _MOVES_ELEMENTS = tuple(op for op in A.Array.operations if has(op, IndexMap))
@@ -120,11 +130,11 @@ class FoldFull(ArrayPattern):
             if src is not None:
                 t = op.results[0].type
                 assert isinstance(t, TensorType)
-                rewriter.replace(op, _new_full(src.scalar, t, ZERO_MARK in src.attributes))
+                _replace(rewriter, op, _new_full(src.scalar, t, ZERO_MARK in src.attributes))
         elif isinstance(op, _LINEAR):
             zero_in = all if isinstance(op, A.ConcatenateOp) else any
             if zero_in(is_marked_zero(v) for v in op.operands):
-                rewriter.replace(op, _zeros_of(op.results[0]))
+                _replace(rewriter, op, _zeros_of(op.results[0]))
 
 
 class SimplifyUpdates(ArrayPattern):
@@ -152,7 +162,7 @@ class ComposeShapes(ArrayPattern):
                 rewriter.replace(op, [], [op.operand])
             elif isinstance(op, A.ReshapeOp) and isinstance(op.operand.owner, A.ReshapeOp):
                 inner = op.operand.owner.operand
-                rewriter.replace(op, A.ReshapeOp(inner, A.shape_of(op.result)))
+                _replace(rewriter, op, A.ReshapeOp(inner, A.shape_of(op.result)))
         elif isinstance(op, A.TransposeOp):
             perm = op.perm
             if perm == tuple(range(len(perm))):
@@ -160,7 +170,7 @@ class ComposeShapes(ArrayPattern):
             elif isinstance(op.operand.owner, A.TransposeOp):
                 inner = op.operand.owner
                 composed = [inner.perm[p] for p in perm]
-                rewriter.replace(op, A.TransposeOp(inner.operand, composed))
+                _replace(rewriter, op, A.TransposeOp(inner.operand, composed))
 
 
 class SplatThroughShapes(ArrayPattern):
@@ -180,7 +190,7 @@ class SplatThroughShapes(ArrayPattern):
             new.append(A.ReshapeOp(scalar, []))
             scalar = new[-1].results[0]
         new.append(A.BroadcastOp(scalar, A.shape_of(op.results[0])))
-        rewriter.replace(op, new)
+        _replace(rewriter, op, new)
 
 
 def _widens(narrow: object, wide: object) -> bool:
@@ -206,11 +216,11 @@ class SimplifyConvert(ArrayPattern):
         if isinstance(inner, A.FullOp):
             v = inner.scalar
             if isinstance(t.element_type, AnyFloat):
-                rewriter.replace(op, _new_full(float(v), t, ZERO_MARK in inner.attributes))
+                _replace(rewriter, op, _new_full(float(v), t, ZERO_MARK in inner.attributes))
             elif math.isfinite(v):
                 el = t.element_type
                 assert isinstance(el, IntegerType)
-                rewriter.replace(op, A.FullOp(bool(v) if el.width.data == 1 else int(v), t))
+                _replace(rewriter, op, A.FullOp(bool(v) if el.width.data == 1 else int(v), t))
         elif isinstance(inner, A.ConvertOp) and inner.operand.type == t:
             if _widens(A.element_type_of(t), A.element_type_of(inner.result)):
                 rewriter.replace(op, [], [inner.operand])

@@ -1,7 +1,7 @@
-// RUN: pullback opt %s -p checkpoint | filecheck %s
-// RUN: pullback opt %s -p 'autodiff{seed=true},checkpoint' | filecheck %s --check-prefix=AD
+// RUN: pullback opt %s -p inline-checkpoints | filecheck %s
+// RUN: pullback opt %s -p 'autodiff{seed=true},inline-checkpoints' | filecheck %s --check-prefix=AD
 
-// `checkpoint` inlines each `ad.checkpoint` region in its place: the region's argument
+// `inline-checkpoints` inlines each `ad.checkpoint` region in its place: the region's argument
 // becomes the op's operand and the op's result the value the region yielded.
 func.func @f(%x: tensor<3xf64>) -> tensor<f64> {
   %0 = ad.checkpoint(%x) : (tensor<3xf64>) -> tensor<3xf64> {
